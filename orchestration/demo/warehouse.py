@@ -1,0 +1,48 @@
+"""Write the generator's frames straight into ``raw_<source>.<stream>`` tables.
+
+Tests of the dbt project and the identity benchmarks use this to start from known raw tables
+without going through the connectors (which have tests of their own). The shape is the raw-table
+contract of docs/architecture.md: typed columns, ``_record`` JSON, ``_loaded_at``, ``_batch_id``.
+The ground-truth column never reaches the warehouse.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from orchestration.demo.generator import DemoData
+
+
+def load_raw(db_path: str | Path, data: DemoData, tables: list[str] | None = None) -> dict[str, int]:
+    """Replace the raw tables with the generator's records; returns rows per table."""
+    batch_id = f"demo-{uuid.uuid4().hex[:12]}"
+    counts: dict[str, int] = {}
+    con = duckdb.connect(str(db_path))
+    try:
+        for name in tables or list(data.tables):
+            source, stream = name.split(".")
+            frame = data.source(name)
+            timestamps = [c for c, t in frame.schema.items() if t.__class__.__name__ == "Datetime"]
+            frame = frame.with_columns(
+                [frame[c].dt.convert_time_zone("UTC").dt.replace_time_zone(None) for c in timestamps]
+            )
+            arrow = frame.to_arrow()
+            con.execute(f"create schema if not exists raw_{source}")
+            con.register("_frame", arrow)
+            con.execute(
+                f"""
+                create or replace table raw_{source}.{stream} as
+                select f.*, to_json(f)::varchar as _record,
+                       cast(now() at time zone 'UTC' as timestamp) as _loaded_at,
+                       '{batch_id}' as _batch_id
+                from _frame as f
+                """
+            )
+            con.unregister("_frame")
+            counts[name] = frame.height
+    finally:
+        con.close()
+    return counts
