@@ -117,9 +117,11 @@ def _phone_variant(rng: np.random.Generator, digits: pl.Series) -> pl.Series:
 
 
 def _null_where(series: pl.Series, mask: np.ndarray) -> pl.Series:
-    return pl.DataFrame({"v": series, "m": mask}).select(
-        pl.when(pl.col("m")).then(None).otherwise(pl.col("v")).alias(series.name)
-    ).to_series()
+    return (
+        pl.DataFrame({"v": series, "m": mask})
+        .select(pl.when(pl.col("m")).then(None).otherwise(pl.col("v")).alias(series.name))
+        .to_series()
+    )
 
 
 def _explode_counts(ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -190,9 +192,11 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
     app_phone = _phone_variant(rng, app["phone_digits"])
     app_phone = _null_where(app_phone, rng.random(na) < 0.5)
     junk_phone = rng.random(na) < 0.01
-    app_phone = pl.DataFrame({"p": app_phone, "j": junk_phone}).select(
-        pl.when(pl.col("j")).then(pl.lit(JUNK_PHONE)).otherwise(pl.col("p"))
-    ).to_series()
+    app_phone = (
+        pl.DataFrame({"p": app_phone, "j": junk_phone})
+        .select(pl.when(pl.col("j")).then(pl.lit(JUNK_PHONE)).otherwise(pl.col("p")))
+        .to_series()
+    )
     app_updated_ago = np.minimum(app["signup_ago"].to_numpy(), rng.integers(60, 90 * 86400, na))
     users = pl.DataFrame(
         {
@@ -224,7 +228,9 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
             "user_id": o_user,
             "amount": np.round(rng.lognormal(3.8, 0.8, no), 2),
             "currency": np.full(no, "usd"),
-            "status": _pick(rng, np.array(["completed", "refunded", "pending"]), no, [0.9, 0.05, 0.05]),
+            "status": _pick(
+                rng, np.array(["completed", "refunded", "pending"]), no, [0.9, 0.05, 0.05]
+            ),
             "created_at": _ts(as_of, o_ago),
             "updated_at": _ts(as_of, np.maximum(o_ago - 3600, 1)),
             TRUTH_COLUMN: o_person,
@@ -254,9 +260,11 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
     nc = crm.height
     # people with a work email are in the CRM under it; their phone is always there to link
     use_work = crm["has_work_email"].to_numpy()
-    crm_email = pl.DataFrame({"w": crm["work_email"], "e": crm["email"], "u": use_work}).select(
-        pl.when(pl.col("u")).then(pl.col("w")).otherwise(pl.col("e"))
-    ).to_series()
+    crm_email = (
+        pl.DataFrame({"w": crm["work_email"], "e": crm["email"], "u": use_work})
+        .select(pl.when(pl.col("u")).then(pl.col("w")).otherwise(pl.col("e")))
+        .to_series()
+    )
     crm_phone = _phone_variant(rng, crm["phone_digits"])
     crm_phone = _null_where(crm_phone, (rng.random(nc) < 0.4) & ~use_work)
     crm_ago = np.minimum(crm["signup_ago"].to_numpy(), rng.integers(60, 60 * 86400, nc))
@@ -280,14 +288,18 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
     bill = people.filter(pl.col("has_billing"))
     nb = bill.height
     bill_work = bill["has_work_email"].to_numpy() & (rng.random(nb) < 0.5)
-    b_email = pl.DataFrame({"w": bill["work_email"], "e": bill["email"], "u": bill_work}).select(
-        pl.when(pl.col("u")).then(pl.col("w")).otherwise(pl.col("e"))
-    ).to_series()
+    b_email = (
+        pl.DataFrame({"w": bill["work_email"], "e": bill["email"], "u": bill_work})
+        .select(pl.when(pl.col("u")).then(pl.col("w")).otherwise(pl.col("e")))
+        .to_series()
+    )
     b_email = _email_variant(rng, b_email, 0.1)
     junk_email = rng.random(nb) < 0.005
-    b_email = pl.DataFrame({"e": b_email, "j": junk_email}).select(
-        pl.when(pl.col("j")).then(pl.lit(JUNK_EMAIL)).otherwise(pl.col("e"))
-    ).to_series()
+    b_email = (
+        pl.DataFrame({"e": b_email, "j": junk_email})
+        .select(pl.when(pl.col("j")).then(pl.lit(JUNK_EMAIL)).otherwise(pl.col("e")))
+        .to_series()
+    )
     b_user = pl.Series(
         [person_to_user.get(p) for p in bill[TRUTH_COLUMN].to_list()], dtype=pl.Int64
     ).cast(pl.Utf8)
@@ -330,13 +342,17 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
     z_email = _email_variant(rng, sup["email"], 0.1)
     z_missing = rng.random(ns) < 0.08
     z_junk = rng.random(ns) < 0.005
-    z_email = pl.DataFrame({"e": z_email, "m": z_missing, "j": z_junk}).select(
-        pl.when(pl.col("j"))
-        .then(pl.lit(JUNK_TEXT))
-        .when(pl.col("m"))
-        .then(None)
-        .otherwise(pl.col("e"))
-    ).to_series()
+    z_email = (
+        pl.DataFrame({"e": z_email, "m": z_missing, "j": z_junk})
+        .select(
+            pl.when(pl.col("j"))
+            .then(pl.lit(JUNK_TEXT))
+            .when(pl.col("m"))
+            .then(None)
+            .otherwise(pl.col("e"))
+        )
+        .to_series()
+    )
     z_phone = _phone_variant(rng, sup["phone_digits"])
     z_phone = _null_where(z_phone, (rng.random(ns) < 0.5) & ~(z_missing | z_junk))
     z_ids = np.arange(9_000_001, 9_000_001 + ns, dtype=np.int64)
@@ -364,8 +380,19 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
         {
             "id": np.arange(1, nt + 1, dtype=np.int64),
             "requester_id": t_req,
-            "subject": _pick(rng, np.array(["Login issue", "Billing question", "Bug report",
-                                            "Feature request", "Cancel account"]), nt),
+            "subject": _pick(
+                rng,
+                np.array(
+                    [
+                        "Login issue",
+                        "Billing question",
+                        "Bug report",
+                        "Feature request",
+                        "Cancel account",
+                    ]
+                ),
+                nt,
+            ),
             "status": _pick(rng, TICKET_STATUSES, nt, TICKET_WEIGHTS),
             "priority": _pick(rng, np.array(["low", "normal", "high", "urgent"]), nt),
             "created_at": _ts(as_of, t_ago),
@@ -407,8 +434,9 @@ def _events(
     # 2) identify on login: userId + anonymousId + traits.email
     ago = rng.integers(30 * 86400, 40 * 86400, size=na)
     frames.append(
-        _event_frame(rng, as_of, "identify", None, np.arange(na), anon, app_user_ids, ago, persons)
-        .with_columns(email=app["email"].str.to_lowercase())
+        _event_frame(
+            rng, as_of, "identify", None, np.arange(na), anon, app_user_ids, ago, persons
+        ).with_columns(email=app["email"].str.to_lowercase())
     )
     # 3) logged-in activity in the last 30 days (pages and tracks)
     post = rng.poisson(3.0, size=na)
@@ -425,8 +453,9 @@ def _events(
     ago = rng.integers(60, 20 * 86400, size=len(cons))
     granted = rng.random(len(cons)) < 0.5
     frames.append(
-        _event_frame(rng, as_of, "track", "Consent Updated", cons, anon, app_user_ids, ago, persons)
-        .with_columns(
+        _event_frame(
+            rng, as_of, "track", "Consent Updated", cons, anon, app_user_ids, ago, persons
+        ).with_columns(
             properties=pl.Series(
                 np.where(
                     granted,
@@ -449,8 +478,17 @@ def _events(
         message_id=pl.format("msg-{}", pl.int_range(1, pl.len() + 1)),
     )
     return events.select(
-        "message_id", "type", "event", "name", "user_id", "anonymous_id", "email",
-        "page_path", "properties", "timestamp", TRUTH_COLUMN,
+        "message_id",
+        "type",
+        "event",
+        "name",
+        "user_id",
+        "anonymous_id",
+        "email",
+        "page_path",
+        "properties",
+        "timestamp",
+        TRUTH_COLUMN,
     )
 
 
@@ -483,4 +521,3 @@ def _event_frame(
             TRUTH_COLUMN: persons[idx],
         }
     )
-

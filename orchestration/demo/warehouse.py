@@ -12,11 +12,14 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from orchestration.demo.generator import DemoData
 
 
-def load_raw(db_path: str | Path, data: DemoData, tables: list[str] | None = None) -> dict[str, int]:
+def load_raw(
+    db_path: str | Path, data: DemoData, tables: list[str] | None = None
+) -> dict[str, int]:
     """Replace the raw tables with the generator's records; returns rows per table."""
     batch_id = f"demo-{uuid.uuid4().hex[:12]}"
     counts: dict[str, int] = {}
@@ -25,10 +28,7 @@ def load_raw(db_path: str | Path, data: DemoData, tables: list[str] | None = Non
         for name in tables or list(data.tables):
             source, stream = name.split(".")
             frame = data.source(name)
-            timestamps = [c for c, t in frame.schema.items() if t.__class__.__name__ == "Datetime"]
-            frame = frame.with_columns(
-                [frame[c].dt.convert_time_zone("UTC").dt.replace_time_zone(None) for c in timestamps]
-            )
+            frame = frame.with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None))
             arrow = frame.to_arrow()
             con.execute(f"create schema if not exists raw_{source}")
             con.register("_frame", arrow)

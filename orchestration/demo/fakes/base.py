@@ -4,8 +4,8 @@ Each vendor fake is a ``FakeServer`` subclass that registers routes with ``@rout
 and keeps its state in memory. The base class gives every fake the behaviours a client must
 survive against the real API:
 
-- a sliding-window rate limit answering 429 with ``Retry-After`` (``rate_limit=(requests, seconds)``),
-- injected faults: a share of requests answered 500/502/503 (``fault_rate``), deterministic per seed,
+- a sliding-window rate limit answering 429 with ``Retry-After`` (``rate_limit=(n, seconds)``),
+- injected faults: a share of requests answered 500/502/503 (``fault_rate``), seeded,
 - an authentication check (``check_auth``) answering the vendor's 401 body,
 - a request log (method, path, status) tests use to count calls.
 

@@ -1,0 +1,54 @@
+"""Run the dbt CLI of this venv against the project's dbt project and profile.
+
+The stage commands (`cdp build`) and the privacy rebuild use this; Dagster runs dbt through
+dagster-dbt's ``DbtCliResource`` with the same executable, project and profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestration import settings
+
+log = logging.getLogger(__name__)
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (a venv's bin/), else the one on PATH."""
+    candidate = Path(sys.executable).parent / "dbt"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("dbt")
+    if not found:
+        raise FileNotFoundError("dbt is not installed in this environment: run `make install`")
+    return found
+
+
+def dbt(*args: str, check: bool = False) -> int:
+    """Run ``dbt <args>`` in the dbt project with the project's profile; returns the exit code."""
+    settings.export_env()
+    cmd = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(settings.dbt_project_dir()),
+        "--profiles-dir",
+        str(settings.dbt_profiles_dir()),
+    ]
+    log.info("running %s", " ".join(cmd[1:]))
+    proc = subprocess.run(cmd, cwd=settings.dbt_project_dir(), env=os.environ.copy())
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(args)} failed with exit code {proc.returncode}")
+    return proc.returncode
+
+
+def dbt_build(select: str | None = None) -> int:
+    args = ["build"]
+    if select:
+        args += ["--select", select]
+    return dbt(*args)
