@@ -1,0 +1,325 @@
+"""Find, count and delete the rows of any warehouse table that hold given identifiers.
+
+A row belongs to the person when any of its cells holds one of their identifiers: a typed column
+or a leaf of a JSON text column (``_record``, ``properties``, sync payloads, quarantined
+records). Emails and phones identify themselves, so they are matched in every text cell in any
+case, padding or phone format (also inside free text). Opaque ids are matched only under a key
+that holds that id type (``user_id``, ``userId``, ``requester_id``, a raw table's own ``id``
+...): ``1001`` the user id must not take ticket ``1001`` with it. Non-numeric ids of some
+length (``anon-...``, ``cus_...``) are distinctive enough to match under any key.
+
+The key map comes from three places: each connector stream's ``identifiers`` (column and JSON
+path per id type), the primary keys of the known raw tables, and aliases that vendors and the
+Segment spec use in records.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from orchestration.privacy.normalize import PHONE_SQL_MACRO, Identifier
+from orchestration.privacy.tables import PRIVACY_TABLES
+
+log = logging.getLogger(__name__)
+
+ANY_TYPE = "*"
+
+# JSON keys and column names that hold an id type wherever they appear (compared without case
+# and underscores, so ``anonymous_id`` and ``anonymousId`` are one key)
+GLOBAL_KEYS: dict[str, tuple[str, ...]] = {
+    "user_id": ("user_id",),
+    "external_id": ("user_id",),  # Zendesk and many tools carry the product's user id here
+    "anonymous_id": ("anonymous_id",),
+    "previous_id": ("anonymous_id", "user_id"),  # Segment alias: either kind of earlier id
+    "requester_id": ("zendesk_user_id",),
+    "submitter_id": ("zendesk_user_id",),
+    "customer": ("stripe_customer_id",),
+    "customer_id": ("customer_id",),
+    "id_value": (ANY_TYPE,),  # identity tables: (id_type, id_value) rows
+    "record_key": (ANY_TYPE,),
+}
+
+# a raw table's own ``id`` is an identifier only where the record *is* the person
+TABLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "raw_app.users": {"id": ("user_id",)},
+    "raw_hubspot.contacts": {"id": ("hubspot_contact_id",), "vid": ("hubspot_contact_id",)},
+    "raw_stripe.customers": {"id": ("stripe_customer_id",)},
+    "raw_zendesk.users": {"id": ("zendesk_user_id",)},
+    "raw_events.events": {"message_id": ("message_id",)},
+}
+
+DISTINCTIVE_MIN_LENGTH = 8
+_NUMERIC = re.compile(r"^[+-]?\d+$")
+# runs that may be a phone number in free text; dates are excluded after extraction
+PHONE_CANDIDATE_RE = r"\+?\(?\d[\d \t().-]{6,}\d"
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"}
+_INTEGER_TYPES |= {"UINTEGER", "UBIGINT", "UHUGEINT"}
+_NESTED_PREFIXES = ("STRUCT", "MAP", "UNION", "JSON")
+
+
+def norm_key(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "")
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connector_keys() -> dict[str, dict[str, tuple[str, ...]]]:
+    """Column and JSON-leaf names per raw table, from each connector stream's identifiers."""
+    try:
+        from connectors.registry import SOURCES
+    except Exception as exc:  # connectors absent or broken: the static map still applies
+        log.warning("connector registry unavailable (%s); using the built-in key map", exc)
+        return {}
+    found: dict[str, dict[str, tuple[str, ...]]] = {}
+    for source, cls in SOURCES.items():
+        try:
+            specs = cls.stream_specs()
+        except Exception as exc:
+            log.warning("cannot read the streams of %s: %s", source, exc)
+            continue
+        for name, spec in specs.items() if isinstance(specs, dict) else []:
+            keys: dict[str, tuple[str, ...]] = {}
+            columns = {c.name: c for c in getattr(spec, "columns", ())}
+            for column, id_type in (getattr(spec, "identifiers", None) or {}).items():
+                keys[column] = (id_type,)
+                col = columns.get(column)
+                path = getattr(col, "path", None) if col is not None else None
+                if path:
+                    leaf = path.rsplit(".", 1)[-1].strip('"')
+                    keys[leaf] = (id_type,)
+            found[f"raw_{source}.{name}"] = keys
+    return found
+
+
+def key_map(table: str, extra: dict[str, dict[str, tuple[str, ...]]]) -> list[tuple[str, str]]:
+    """``(normalized key, id type)`` pairs that hold an identifier in ``table``."""
+    pairs: set[tuple[str, str]] = set()
+    for source in (GLOBAL_KEYS, TABLE_KEYS.get(table, {}), extra.get(table, {})):
+        for key, types in source.items():
+            pairs.update((norm_key(key), t) for t in types)
+    return sorted(pairs)
+
+
+@dataclass
+class Target:
+    """The identifiers to look for, split by how they are matched."""
+
+    identifiers: list[Identifier]
+
+    @property
+    def emails(self) -> list[str]:
+        return sorted({i.value for i in self.identifiers if i.id_type == "email"})
+
+    @property
+    def phones(self) -> list[str]:
+        return sorted({i.value for i in self.identifiers if i.id_type == "phone"})
+
+    @property
+    def typed_ids(self) -> list[tuple[str, str]]:
+        return sorted(
+            {(i.id_type, i.value) for i in self.identifiers if i.id_type not in ("email", "phone")}
+        )
+
+    @property
+    def distinctive(self) -> list[str]:
+        return sorted(
+            {
+                v
+                for t, v in self.typed_ids
+                if len(v) >= DISTINCTIVE_MIN_LENGTH and not _NUMERIC.match(v)
+            }
+        )
+
+    def email_regex(self) -> str | None:
+        if not self.emails:
+            return None
+        alternation = "|".join(re.escape(e) for e in self.emails)
+        return rf"(?:^|[^a-z0-9._%+-])(?:{alternation})(?:$|[^a-z0-9.-]|\.(?:$|[^a-z0-9]))"
+
+
+class Scanner:
+    """Runs the match on one connection; temp tables hold the target for the session."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, identifiers: Iterable[Identifier]):
+        self.con = con
+        self.target = Target(sorted(set(identifiers)))
+        self.extra_keys = connector_keys()
+        con.execute(PHONE_SQL_MACRO)
+        con.execute("create or replace temp table _forget_ids (id_type varchar, value varchar)")
+        if self.target.typed_ids:
+            con.executemany("insert into _forget_ids values (?, ?)", self.target.typed_ids)
+        con.execute("create or replace temp table _forget_distinctive (value varchar)")
+        if self.target.distinctive:
+            rows = [(v,) for v in self.target.distinctive]
+            con.executemany("insert into _forget_distinctive values (?)", rows)
+        con.execute("create or replace temp table _forget_keys (key varchar, id_type varchar)")
+        self._view_names: set[str] | None = None
+
+    def tables(self, include_views: bool = False) -> list[str]:
+        """Every user table of the warehouse (``schema.table``), the privacy tables excepted."""
+        rows = self.con.execute(
+            "select schema_name, table_name from duckdb_tables() "
+            "where not temporary and database_name = current_database() "
+            "order by schema_name, table_name"
+        ).fetchall()
+        if include_views:
+            rows += self.con.execute(
+                "select schema_name, view_name from duckdb_views() "
+                "where not internal and not temporary and database_name = current_database() "
+                "order by schema_name, view_name"
+            ).fetchall()
+        names = [f"{s}.{t}" for s, t in rows]
+        return [n for n in names if n not in PRIVACY_TABLES]
+
+    def _columns(self, table: str) -> list[tuple[str, str]]:
+        schema, name = table.split(".", 1)
+        database = "temp" if schema == "temp" else None
+        return self.con.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where database_name = coalesce(?, current_database()) "
+            "and schema_name = ? and table_name = ? order by column_index",
+            [database, "main" if database else schema, name],
+        ).fetchall()
+
+    @staticmethod
+    def _ref(table: str) -> str:
+        schema, name = table.split(".", 1)
+        return f"{q(schema)}.{q(name)}"
+
+    def _cells_sql(self, table: str) -> str | None:
+        """A union of ``(rid, k, v)``: every text-bearing cell of the table and its JSON leaves."""
+        ref = self._ref(table)
+        parts, json_candidates = [], []
+        for column, dtype in self._columns(table):
+            upper = dtype.upper()
+            col = f"t.{q(column)}"
+            if upper == "VARCHAR":
+                expr = col
+                json_candidates.append(expr)
+            elif upper in _INTEGER_TYPES:
+                expr = f"cast({col} as varchar)"
+            elif upper.startswith(_NESTED_PREFIXES) or upper.endswith("]"):
+                expr = f"cast(to_json({col}) as varchar)"
+                json_candidates.append(expr)
+            else:
+                continue
+            parts.append(
+                f"select t.rowid as rid, {_lit(column)} as k, {expr} as v "
+                f"from {ref} as t where {col} is not null"
+            )
+        if not parts:
+            return None
+        for expr in self._holding_json(ref, json_candidates):
+            parts.append(
+                f"select t.rowid as rid, j.key as k, j.atom ->> '$' as v from {ref} as t, "
+                f"json_tree(case when left(ltrim({expr}), 1) in ('{{', '[') "
+                f"and json_valid({expr}) then {expr} else '[]' end) as j "
+                f"where j.atom is not null and j.key is not null"
+            )
+        return "\nunion all\n".join(parts)
+
+    def _holding_json(self, ref: str, exprs: list[str]) -> list[str]:
+        """The text expressions that hold JSON objects or arrays in some row (probed on data)."""
+        if not exprs:
+            return []
+        probes = ", ".join(
+            f"coalesce(bool_or(left(ltrim({e}), 1) in ('{{', '[') and json_valid({e})), false)"
+            for e in exprs
+        )
+        flags = self.con.execute(f"select {probes} from {ref} as t").fetchone()
+        return [e for e, flag in zip(exprs, flags, strict=True) if flag]
+
+    def matching_rowids_sql(self, table: str, keys_of: str | None = None) -> str | None:
+        """SQL selecting the rowids of ``table`` that hold any target identifier."""
+        cells = self._cells_sql(table)
+        if cells is None:
+            return None
+        self.con.execute("delete from _forget_keys")
+        self.con.executemany(
+            "insert into _forget_keys values (?, ?)", key_map(keys_of or table, self.extra_keys)
+        )
+        conditions = []
+        email_re = self.target.email_regex()
+        if email_re:
+            conditions.append(
+                f"(contains(c.v, '@') and regexp_matches(lower(c.v), {_lit(email_re)}))"
+            )
+        if self.target.phones:
+            phones = "[" + ", ".join(_lit(p) for p in self.target.phones) + "]"
+            conditions.append(
+                "list_has_any(list_transform(list_filter("
+                f"regexp_extract_all(c.v, {_lit(PHONE_CANDIDATE_RE)}), "
+                r"lambda x: not regexp_matches(x, '^\d{4}-\d\d-\d\d')), "
+                f"lambda x: cdp_phone_e164(x)), {phones})"
+            )
+        if self.target.distinctive:
+            conditions.append("trim(c.v) in (select value from _forget_distinctive)")
+        selects = []
+        if conditions:
+            selects.append(f"select c.rid from cells as c where {' or '.join(conditions)}")
+        if self.target.typed_ids:
+            selects.append(
+                "select c.rid from cells as c "
+                "join _forget_keys as fk "
+                "on fk.key = replace(replace(lower(c.k), '_', ''), '-', '') "
+                "join _forget_ids as fi on fi.value = trim(c.v) "
+                f"and (fi.id_type = fk.id_type or fk.id_type = '{ANY_TYPE}' "
+                f"or fi.id_type = '{ANY_TYPE}')"
+            )
+        if not selects:
+            return None
+        return f"with cells as ({cells})\n" + "\nunion\n".join(selects)
+
+    def count(self, table: str) -> int:
+        if table in self._views():
+            # views have no rowid: scan a copy (views are small or derived; this is a check)
+            ref = self._ref(table)
+            self.con.execute(f"create or replace temp table _forget_view as from {ref}")
+            try:
+                return self._count("temp._forget_view", keys_of=table)
+            finally:
+                self.con.execute("drop table if exists temp._forget_view")
+        return self._count(table)
+
+    def _count(self, table: str, keys_of: str | None = None) -> int:
+        sql = self.matching_rowids_sql(table, keys_of=keys_of)
+        if sql is None:
+            return 0
+        return self.con.execute(f"select count(distinct rid) from ({sql})").fetchone()[0]
+
+    def _views(self) -> set[str]:
+        if self._view_names is None:
+            rows = self.con.execute(
+                "select schema_name, view_name from duckdb_views() "
+                "where not internal and not temporary and database_name = current_database()"
+            ).fetchall()
+            self._view_names = {f"{s}.{v}" for s, v in rows}
+        return self._view_names
+
+    def delete(self, table: str) -> int:
+        sql = self.matching_rowids_sql(table)
+        if sql is None:
+            return 0
+        result = self.con.execute(f"delete from {self._ref(table)} where rowid in ({sql})")
+        return result.fetchone()[0]
+
+    def scan(self, tables: Iterable[str] | None = None) -> dict[str, int]:
+        """Matching row counts per table (tables without a match are left out)."""
+        found = {}
+        for table in tables if tables is not None else self.tables(include_views=True):
+            n = self.count(table)
+            if n:
+                found[table] = n
+        return found
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
