@@ -1,0 +1,330 @@
+"""The one place that writes to the warehouse: typed raw tables, quarantine, cursors, run figures.
+
+A batch arrives as raw record texts. DuckDB parses and types them in bulk (vectorized JSON
+extraction over an Arrow column: no row-by-row inserts), sorts out the records it cannot use
+into ``cdp.quarantine`` with the reason, drops records whose identifiers are on the suppression
+list, upserts the rest on the primary key, and writes the stream's new cursor, all in one
+transaction. A process killed at any point leaves either the whole batch with its cursor or
+neither, so the next run resumes exactly where the last commit left off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from connectors.base import Column, StreamSpec
+from connectors.suppression import sql_hash
+
+log = logging.getLogger(__name__)
+
+DUCKDB_TYPES = {
+    "varchar": "varchar",
+    "bigint": "bigint",
+    "double": "double",
+    "boolean": "boolean",
+    "timestamp": "timestamp",
+    "epoch": "timestamp",
+    "json": "varchar",
+}
+
+OPERATIONAL_DDL = [
+    "create schema if not exists cdp",
+    """create table if not exists cdp.connector_state (
+        source varchar not null, stream varchar not null, cursor varchar,
+        updated_at timestamp not null)""",
+    """create table if not exists cdp.quarantine (
+        source varchar not null, stream varchar not null, raw_record varchar,
+        reason varchar not null, batch_id varchar not null, quarantined_at timestamp not null)""",
+    """create table if not exists cdp.ingest_runs (
+        run_id varchar not null, source varchar not null, stream varchar not null,
+        status varchar not null, started_at timestamp not null, finished_at timestamp not null,
+        rows_read bigint, rows_loaded bigint, rows_quarantined bigint, rows_suppressed bigint,
+        pages bigint, retries bigint, duration_s double, message varchar)""",
+]
+
+RUN_FIGURES = (
+    "rows_read",
+    "rows_loaded",
+    "rows_quarantined",
+    "rows_suppressed",
+    "pages",
+    "retries",
+    "duration_s",
+    "message",
+)
+
+_NOW = "cast(now() at time zone 'UTC' as timestamp)"
+
+
+def q(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _typed(column: Column, raw: str) -> str:
+    """SQL turning the extracted text ``raw`` into the column's type; NULL when it cannot."""
+    kind = column.kind
+    if kind == "varchar":
+        return raw
+    if kind == "timestamp":
+        return f"(try_cast({raw} as timestamptz) at time zone 'UTC')"
+    if kind == "epoch":
+        return f"(to_timestamp(try_cast({raw} as double)) at time zone 'UTC')"
+    return f"try_cast({raw} as {DUCKDB_TYPES[kind]})"
+
+
+@dataclass
+class BatchFigures:
+    loaded: int = 0
+    quarantined: int = 0
+    suppressed: int = 0
+
+
+def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse under the catalog name ``warehouse``.
+
+    DuckDB names a file's catalog after the file: for ``cdp.duckdb`` that is ``cdp``, and then
+    ``cdp.quarantine`` is ambiguous between catalog and schema (a Binder Error). Attaching under
+    a fixed alias keeps the ``cdp.<table>`` names of the contract working whatever the file name.
+    """
+    con = duckdb.connect()
+    path = str(db_path).replace("'", "''")
+    con.execute(f"attach '{path}' as warehouse" + (" (read_only)" if read_only else ""))
+    con.execute("use warehouse")
+    con.execute("set TimeZone = 'UTC'")
+    return con
+
+
+class Warehouse:
+    """A connection to the warehouse file with the connector tables in place."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = str(db_path)
+        self.con = connect(db_path)
+        for ddl in OPERATIONAL_DDL:
+            self.con.execute(ddl)
+        self._ready: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -------------------------------------------------------------------------------
+    def get_state(self, source: str, stream: str) -> dict[str, Any] | None:
+        row = self.con.execute(
+            "select cursor from cdp.connector_state where source = ? and stream = ?",
+            [source, stream],
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def _put_state(self, source: str, stream: str, state: dict[str, Any]) -> None:
+        self.con.execute(
+            "delete from cdp.connector_state where source = ? and stream = ?", [source, stream]
+        )
+        self.con.execute(
+            f"insert into cdp.connector_state values (?, ?, ?, {_NOW})",
+            [source, stream, json.dumps(state, sort_keys=True, default=str)],
+        )
+
+    # -- tables ------------------------------------------------------------------------------
+    def table(self, source: str, spec: StreamSpec) -> str:
+        return f"{q('raw_' + source)}.{q(spec.name)}"
+
+    def ensure_table(self, source: str, spec: StreamSpec) -> None:
+        """Create the raw table, or add typed columns a newer connector version models."""
+        if (source, spec.name) in self._ready:
+            return
+        schema = "raw_" + source
+        self.con.execute(f"create schema if not exists {q(schema)}")
+        cols = [f"{q(c.name)} {DUCKDB_TYPES[c.kind]}" for c in spec.columns]
+        cols += ["_record varchar", "_loaded_at timestamp", "_batch_id varchar"]
+        self.con.execute(
+            f"create table if not exists {self.table(source, spec)} ({', '.join(cols)})"
+        )
+        existing = {
+            r[0]
+            for r in self.con.execute(
+                "select column_name from information_schema.columns "
+                "where table_catalog = 'warehouse' and table_schema = ? and table_name = ?",
+                [schema, spec.name],
+            ).fetchall()
+        }
+        for c in spec.columns:
+            if c.name not in existing:
+                self.con.execute(
+                    f"alter table {self.table(source, spec)} "
+                    f"add column {q(c.name)} {DUCKDB_TYPES[c.kind]}"
+                )
+        self._ready.add((source, spec.name))
+
+    def _suppression_filter(self, spec: StreamSpec) -> str | None:
+        """SQL that is true for a staged record whose identifiers are suppressed (if any list)."""
+        if not spec.identifiers:
+            return None
+        exists = self.con.execute(
+            "select count(*) from duckdb_tables() where database_name = 'warehouse' "
+            "and schema_name = 'cdp' and table_name = 'suppression_list'"
+        ).fetchone()[0]
+        if not exists:
+            return None
+        terms = [
+            f"{sql_hash(id_type, q(column))} in (select id_value_hash from cdp.suppression_list "
+            f"where id_type = {_sql_str(id_type)})"
+            for column, id_type in spec.identifiers.items()
+        ]
+        return "coalesce(" + " or ".join(terms) + ", false)"
+
+    # -- the batch ---------------------------------------------------------------------------
+    def load_batch(
+        self,
+        source: str,
+        spec: StreamSpec,
+        records: list[str],
+        state: dict[str, Any] | None,
+        batch_id: str,
+        rejects: list[tuple[str, str]] | None = None,
+    ) -> BatchFigures:
+        """Quarantine, type and upsert ``records`` and store ``state``: one transaction."""
+        self.ensure_table(source, spec)
+        figures = BatchFigures()
+        con = self.con
+        con.execute("begin transaction")
+        try:
+            if records:
+                figures = self._stage_and_write(source, spec, records, batch_id)
+            for raw, reason in rejects or []:
+                con.execute(
+                    f"insert into cdp.quarantine values (?, ?, ?, ?, ?, {_NOW})",
+                    [source, spec.name, raw, reason, batch_id],
+                )
+                figures.quarantined += 1
+            if state is not None:
+                self._put_state(source, spec.name, state)
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        finally:
+            for name in ("_batch", "_stage", "_good"):
+                con.execute(f"drop table if exists temp.{name}")
+            try:
+                con.unregister("_arrow")
+            except duckdb.Error:
+                pass
+        return figures
+
+    def _stage_and_write(
+        self, source: str, spec: StreamSpec, records: list[str], batch_id: str
+    ) -> BatchFigures:
+        con = self.con
+        arrow = pa.table(
+            {
+                "_ord": pa.array(range(len(records)), pa.int64()),
+                "_record": pa.array(records, pa.large_string()),
+            }
+        )
+        con.register("_arrow", arrow)
+        con.execute(
+            "create temp table _batch as select _ord, cast(_record as varchar) as _record, "
+            "case when json_valid(_record) then json_type(_record) = 'OBJECT' else false end "
+            "as _ok from _arrow"
+        )
+        batch, src, strm = _sql_str(batch_id), _sql_str(source), _sql_str(spec.name)
+        quarantined = con.execute(
+            f"insert into cdp.quarantine select {src}, {strm}, _record, "
+            "case when json_valid(_record) then 'not a JSON object' else 'invalid JSON' end, "
+            f"{batch}, {_NOW} from _batch where not _ok"
+        ).fetchone()[0]
+
+        scalar = [c for c in spec.columns if c.kind != "json"]
+        paths = ", ".join(_sql_str(c.json_path) for c in scalar)
+        raw_cols = ", ".join(f"_v[{i + 1}] as {q(c.name + '__raw')}" for i, c in enumerate(scalar))
+        typed_cols = ", ".join(
+            f"json_extract(_record, {_sql_str(c.json_path)})::varchar as {q(c.name)}"
+            if c.kind == "json"
+            else f"{_typed(c, q(c.name + '__raw'))} as {q(c.name)}"
+            for c in spec.columns
+        )
+        pk = spec.primary_key
+        checks = [f"case when {q(pk)} is null then 'missing primary key {pk}' end"]
+        checks += [
+            f"case when {q(c.name + '__raw')} is not null and {q(c.name)} is null then "
+            f"'{c.name}: cannot read ' || left({q(c.name + '__raw')}, 60) || ' as {c.kind}' end"
+            for c in scalar
+            if c.kind != "varchar"
+        ]
+        con.execute(
+            f"""create temp table _stage as
+            with extracted as (
+                select _ord, _record, json_extract_string(_record, [{paths}]) as _v
+                from _batch where _ok
+            ),
+            typed as (select _ord, _record, {raw_cols} from extracted)
+            select _ord, _record, {typed_cols},
+                nullif(concat_ws('; ', {", ".join(checks)}), '') as _reason
+            from typed"""
+        )
+        quarantined += con.execute(
+            f"insert into cdp.quarantine select {src}, {strm}, _record, _reason, {batch}, {_NOW} "
+            "from _stage where _reason is not null"
+        ).fetchone()[0]
+
+        suppressed_sql = self._suppression_filter(spec)
+        suppressed = 0
+        keep = "_reason is null"
+        if suppressed_sql:
+            suppressed = con.execute(
+                f"select count(*) from _stage where _reason is null and {suppressed_sql}"
+            ).fetchone()[0]
+            keep += f" and not {suppressed_sql}"
+        # one version per key in a batch: the latest for records that change, the first for events
+        order = "desc" if spec.on_conflict == "replace" else "asc"
+        con.execute(
+            f"create temp table _good as select * from _stage where {keep} "
+            f"qualify row_number() over (partition by {q(pk)} order by _ord {order}) = 1"
+        )
+        table = self.table(source, spec)
+        names = ", ".join(q(c.name) for c in spec.columns)
+        if spec.on_conflict == "replace":
+            con.execute(f"delete from {table} where {q(pk)} in (select {q(pk)} from _good)")
+            where = ""
+        else:
+            where = f"where {q(pk)} not in (select {q(pk)} from {table} where {q(pk)} is not null)"
+        loaded = con.execute(
+            f"insert into {table} ({names}, _record, _loaded_at, _batch_id) "
+            f"select {names}, _record, {_NOW}, {batch} from _good {where}"
+        ).fetchone()[0]
+        return BatchFigures(loaded=loaded, quarantined=quarantined, suppressed=suppressed)
+
+    # -- run figures -------------------------------------------------------------------------
+    def record_run(self, run_id: str, result: Any, started_at: dt.datetime) -> None:
+        self.con.execute(
+            "insert into cdp.ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                result.source,
+                result.stream,
+                result.status,
+                started_at.replace(tzinfo=None),
+                dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                *(getattr(result, name) for name in RUN_FIGURES),
+            ],
+        )

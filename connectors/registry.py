@@ -1,0 +1,22 @@
+"""Every source, registered in one place: the CLI, the loader and Dagster all read this."""
+
+from __future__ import annotations
+
+from connectors.app import AppConnector
+from connectors.base import Connector
+from connectors.events import EventsConnector
+from connectors.files import FilesConnector
+
+SOURCES: dict[str, type[Connector]] = {
+    cls.name: cls
+    for cls in (
+        EventsConnector,
+        AppConnector,
+        FilesConnector,
+    )
+}
+
+
+def streams() -> list[tuple[str, str]]:
+    """Every (source, stream) pair; file streams come from their YAML configuration."""
+    return [(source, stream) for source, cls in SOURCES.items() for stream in cls.stream_specs()]
