@@ -1,0 +1,6 @@
+"""Destinations, one module each behind ``reverse_etl.destinations.base.Destination``.
+
+Importing this package registers every destination in ``base.REGISTRY``.
+"""
+
+from reverse_etl.destinations import files, webhook  # noqa: F401
