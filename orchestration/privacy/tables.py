@@ -39,7 +39,7 @@ create table if not exists cdp.privacy_audit (
     destination varchar,
     response varchar,                 -- destination status and redacted body
     detail varchar,
-    at timestamp not null
+    "at" timestamp not null           -- quoted: AT is a keyword in DuckDB 2
 )
 """
 
@@ -120,7 +120,7 @@ class AuditEntry:
         if self.table_name:
             parts.append(f"{self.table_name} rows={self.rows_affected}")
         if self.destination:
-            parts.append(f"{self.destination}: {self.response}")
+            parts.append(f"{self.destination}:" + (f" {self.response}" if self.response else ""))
         if self.detail:
             parts.append(self.detail)
         return " ".join(parts)
