@@ -304,6 +304,12 @@ class Warehouse:
         table = self.table(source, spec)
         names = ", ".join(q(c.name) for c in spec.columns)
         if spec.on_conflict == "replace":
+            # a record re-read unchanged (cursor ties, resumed pages) is not loaded again: its
+            # _loaded_at and _batch_id keep saying when it really arrived
+            con.execute(
+                f"delete from _good where exists (select 1 from {table} as t "
+                f"where t.{q(pk)} = _good.{q(pk)} and t._record = _good._record)"
+            )
             con.execute(f"delete from {table} where {q(pk)} in (select {q(pk)} from _good)")
             where = ""
         else:

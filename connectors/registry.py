@@ -6,10 +6,16 @@ from connectors.app import AppConnector
 from connectors.base import Connector
 from connectors.events import EventsConnector
 from connectors.files import FilesConnector
+from connectors.hubspot import HubSpotConnector
+from connectors.stripe import StripeConnector
+from connectors.zendesk import ZendeskConnector
 
 SOURCES: dict[str, type[Connector]] = {
     cls.name: cls
     for cls in (
+        HubSpotConnector,
+        StripeConnector,
+        ZendeskConnector,
         EventsConnector,
         AppConnector,
         FilesConnector,

@@ -85,6 +85,15 @@ def app_frame(data: DemoData, table: str) -> pl.DataFrame:
     )
 
 
+def vendor_rows(data: DemoData, table: str, time_format: str | None) -> list[dict]:
+    """A generator table as a vendor API holds it: timestamps as text in the vendor's format
+    (``time_format`` for ``strftime``), or as unix seconds when ``time_format`` is None."""
+    frame = data.source(table)
+    stamps = pl.col(pl.Datetime).dt.convert_time_zone("UTC")
+    stamps = stamps.dt.strftime(time_format) if time_format else stamps.dt.epoch("s")
+    return frame.with_columns(stamps).to_dicts()
+
+
 def write_app_sqlite(data: DemoData, path: str | Path) -> str:
     """Write ``users`` and ``orders`` to a fresh SQLite file; returns its ``sqlite:///`` URL."""
     path = Path(path).resolve()

@@ -1,0 +1,142 @@
+"""Stripe (read side): customers and charges as Stripe's list API serves them.
+
+Lists are newest first (``created`` descending), paged with ``limit`` (1 to 100) and
+``starting_after=<object id>``, filtered with ``created[gte|gt|lte|lt]``, and answered as
+``{"object": "list", "url", "has_more", "data"}``. Errors use Stripe's ``{"error": {...}}`` body.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+from orchestration.demo.fakes.base import FakeServer, Request, Response, route
+from orchestration.demo.generator import DemoData
+from orchestration.demo.sources import vendor_rows
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> Response:
+    return Response(status, {"error": {"message": message, "type": kind}})
+
+
+def _now() -> int:
+    return int(dt.datetime.now(dt.UTC).timestamp())
+
+
+class StripeFake(FakeServer):
+    name = "stripe"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.customers: dict[str, dict] = {}
+        self.charges: dict[str, dict] = {}
+        self._ids = itertools.count(0x900000)
+
+    @classmethod
+    def from_demo(cls, data: DemoData, **kwargs: Any) -> StripeFake:
+        fake = cls(**kwargs)
+        for row in vendor_rows(data, "stripe.customers", None):
+            fake.customers[row["id"]] = fake._customer(row)
+        for row in vendor_rows(data, "stripe.charges", None):
+            fake.charges[row["id"]] = {"object": "charge", "livemode": False, **row}
+        return fake
+
+    @staticmethod
+    def _customer(row: dict[str, Any]) -> dict:
+        row = dict(row)
+        user_id = row.pop("user_id", None)
+        return {
+            "object": "customer",
+            "livemode": False,
+            "description": None,
+            "metadata": {"user_id": user_id} if user_id is not None else {},
+            **row,
+        }
+
+    # -- mutations for incremental tests -----------------------------------------------------
+    def add_customer(self, **fields: Any) -> dict:
+        with self._lock:
+            cid = fields.pop("id", None) or f"cus_{next(self._ids):x}"
+            customer = self._customer({"id": cid, "created": _now(), **fields})
+            self.customers[cid] = customer
+            return customer
+
+    def add_charge(self, customer: str, amount: int, **fields: Any) -> dict:
+        with self._lock:
+            cid = fields.pop("id", None) or f"ch_{next(self._ids):x}"
+            charge = {
+                "object": "charge",
+                "id": cid,
+                "customer": customer,
+                "amount": amount,
+                "currency": "usd",
+                "status": "succeeded",
+                "paid": True,
+                "refunded": False,
+                "created": _now(),
+                **fields,
+            }
+            self.charges[cid] = charge
+            return charge
+
+    def update_customer(self, customer_id: str, **fields: Any) -> dict:
+        with self._lock:
+            self.customers[customer_id].update(fields)
+            return self.customers[customer_id]
+
+    # -- Stripe's behaviour ------------------------------------------------------------------
+    def check_auth(self, request: Request) -> Response | None:
+        if self.token is None or request.headers.get("authorization") == f"Bearer {self.token}":
+            return None
+        return _error(401, "Invalid API Key provided: sk_test_****")
+
+    def rate_limited_response(self) -> Response:
+        response = _error(429, "Too many requests hit the API too quickly.", "rate_limit_error")
+        response.headers["Retry-After"] = str(self.retry_after_seconds)
+        return response
+
+    def fault_response(self) -> Response:
+        status = self._rng.choice([500, 502, 503])
+        return _error(status, "An unknown error occurred", "api_error")
+
+    @route("GET", r"/v1/(?P<kind>customers|charges)")
+    def list_objects(self, request: Request) -> Response:
+        kind = request.params["kind"]
+        limit = int(request.arg("limit", "10"))
+        if not 1 <= limit <= 100:
+            return _error(400, "Invalid integer: limit must be between 1 and 100")
+        store = self.customers if kind == "customers" else self.charges
+        objects = sorted(
+            store.values(),
+            key=lambda o: (o.get("created") or 0, str(o.get("id"))),
+            reverse=True,
+        )
+        for op, test in (
+            ("gte", lambda a, b: a >= b),
+            ("gt", lambda a, b: a > b),
+            ("lte", lambda a, b: a <= b),
+            ("lt", lambda a, b: a < b),
+        ):
+            bound = request.arg(f"created[{op}]")
+            if bound is not None:
+                objects = [o for o in objects if test(o.get("created") or 0, int(bound))]
+        after = request.arg("starting_after")
+        if after:
+            ids = [o.get("id") for o in objects]
+            if after not in ids:
+                return _error(400, f"No such {kind[:-1]}: '{after}'")
+            objects = objects[ids.index(after) + 1 :]
+        return Response(
+            200,
+            {
+                "object": "list",
+                "url": f"/v1/{kind}",
+                "has_more": len(objects) > limit,
+                "data": objects[:limit],
+            },
+        )
+
+    @route("GET", r"/v1/.*")
+    def unknown(self, request: Request) -> Response:
+        return _error(404, f"Unrecognized request URL (GET: {request.path}).")

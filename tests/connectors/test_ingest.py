@@ -1,0 +1,61 @@
+"""The ingest entry points: source selection, skipping, run figures, the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors import settings
+from connectors.ingest import ingest, ingest_stream
+from connectors.registry import SOURCES, streams
+from tests.connectors.helpers import rows
+
+
+def test_registry_lists_every_source_and_stream():
+    assert {"hubspot", "stripe", "zendesk", "events", "app", "files"} <= set(SOURCES)
+    pairs = streams()
+    for pair in [
+        ("hubspot", "contacts"),
+        ("hubspot", "companies"),
+        ("stripe", "customers"),
+        ("stripe", "charges"),
+        ("zendesk", "users"),
+        ("zendesk", "tickets"),
+        ("events", "events"),
+        ("app", "users"),
+        ("app", "orders"),
+    ]:
+        assert pair in pairs
+
+
+def test_every_source_without_configuration_is_skipped_not_crashed(cdp_env, monkeypatch, tmp_path):
+    for var in [
+        "HUBSPOT_ACCESS_TOKEN",
+        "STRIPE_API_KEY",
+        "ZENDESK_BASE_URL",
+        "ZENDESK_EMAIL",
+        "ZENDESK_API_TOKEN",
+        "CDP_EVENTS_DIR",
+        "CDP_APP_DB_URL",
+    ]:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CDP_FILES_CONFIG", str(tmp_path / "absent.yml"))
+    results = ingest()
+    assert results and {r.status for r in results} == {"skipped"}
+    assert all(r.message for r in results)
+    recorded = rows(cdp_env, "select source, stream, status from cdp.ingest_runs order by 1, 2")
+    assert recorded == sorted((r.source, r.stream, "skipped") for r in results)
+
+
+def test_unknown_names_are_rejected(cdp_env):
+    with pytest.raises(ValueError, match="unknown sources"):
+        ingest(sources=["salesforce"])
+    with pytest.raises(ValueError, match="unknown stream"):
+        ingest_stream("app", "invoices")
+
+
+def test_duckdb_path_defaults_under_the_project_root(monkeypatch, tmp_path):
+    monkeypatch.delenv("CDP_DUCKDB_PATH", raising=False)
+    monkeypatch.setenv("CDP_PROJECT_ROOT", str(tmp_path))
+    assert settings.duckdb_path() == tmp_path / "data" / "cdp.duckdb"
+    monkeypatch.setenv("CDP_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    assert settings.duckdb_path() == tmp_path / "w.duckdb"
