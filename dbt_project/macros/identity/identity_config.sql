@@ -1,0 +1,110 @@
+{#- Identity rules as data: which staging models feed identity, and how each identifier type ranks.
+    Everything here is read from YAML (model meta and project vars), so adding a source or changing a
+    rule never means editing identity SQL. -#}
+
+{#- The identity-bearing models: every model whose config.meta.identity declares its identifiers.
+    dbt only knows the graph at execution time, so at parse time the same list comes from the var
+    identity_input_models (the refs dbt needs to order the build); execution checks that both agree. -#}
+{% macro identity_inputs() %}
+    {%- set declared = var('identity_input_models', []) -%}
+    {%- if not execute -%}
+        {%- set inputs = [] -%}
+        {%- for name in declared -%}
+            {%- do inputs.append({'name': name, 'relation': ref(name), 'meta': {}}) -%}
+        {%- endfor -%}
+        {{ return(inputs) }}
+    {%- endif -%}
+    {%- set inputs = [] -%}
+    {%- for node in graph.nodes.values() | sort(attribute='name') -%}
+        {%- set meta = node.config.meta.get('identity') if node.config.meta else none -%}
+        {%- if node.resource_type == 'model' and meta -%}
+            {%- if node.name not in declared -%}
+                {{ exceptions.raise_compiler_error(
+                    "Model " ~ node.name ~ " declares meta.identity but is not listed in the var "
+                    ~ "identity_input_models (dbt needs it there to order the build).") }}
+            {%- endif -%}
+            {%- for key in ['source', 'record_key', 'seen_at', 'identifiers'] -%}
+                {%- if key not in meta -%}
+                    {{ exceptions.raise_compiler_error(
+                        "meta.identity of " ~ node.name ~ " lacks '" ~ key ~ "'") }}
+                {%- endif -%}
+            {%- endfor -%}
+            {%- do inputs.append({'name': node.name, 'relation': ref(node.name), 'meta': meta}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for name in declared -%}
+        {%- if name not in inputs | map(attribute='name') | list -%}
+            {{ exceptions.raise_compiler_error(
+                "identity_input_models lists " ~ name ~ " but that model declares no meta.identity") }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(inputs) }}
+{% endmacro %}
+
+{#- Every identifier type with its priority (1 = strongest anchor) and the most values of that type
+    one customer may hold. Types not configured rank after all configured ones. -#}
+{% macro identity_type_rules() %}
+    {%- set rules = var('identity_id_types') -%}
+    {%- set rows = [] -%}
+    {%- for id_type, rule in rules.items() -%}
+        {%- do rows.append({
+            'id_type': id_type,
+            'priority': rule.get('priority', 50) | int,
+            'max_per_customer': rule.get('max_per_customer', var('identity_default_max_per_customer', 5)) | int,
+        }) -%}
+    {%- endfor -%}
+    {{ return(rows | sort(attribute='priority')) }}
+{% endmacro %}
+
+{#- The rules as an inline relation, to join in SQL. -#}
+{% macro identity_type_rules_relation() -%}
+    (
+        {%- for rule in identity_type_rules() %}
+        select
+            cast('{{ rule.id_type }}' as varchar) as id_type,
+            cast({{ rule.priority }} as integer) as priority,
+            cast({{ rule.max_per_customer }} as integer) as max_per_customer
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{#- Priority of a type column, with unknown types last. -#}
+{% macro identity_priority(id_type_column) -%}
+    case {{ id_type_column }}
+        {%- for rule in identity_type_rules() %}
+        when '{{ rule.id_type }}' then {{ rule.priority }}
+        {%- endfor %}
+        else 999
+    end
+{%- endmacro %}
+
+{#- Per-customer limit of a type column. -#}
+{% macro identity_max_per_customer(id_type_column) -%}
+    case {{ id_type_column }}
+        {%- for rule in identity_type_rules() %}
+        when '{{ rule.id_type }}' then {{ rule.max_per_customer }}
+        {%- endfor %}
+        else {{ var('identity_default_max_per_customer', 5) }}
+    end
+{%- endmacro %}
+
+{#- A stable integer-like key per identifier, so the graph runs on fixed-width keys, not strings. -#}
+{% macro identity_node_id(id_type_expr, id_value_expr) -%}
+    {{ return(adapter.dispatch('identity_node_id', 'composable_cdp')(id_type_expr, id_value_expr)) }}
+{%- endmacro %}
+
+{% macro default__identity_node_id(id_type_expr, id_value_expr) -%}
+    {{ dbt.hash(id_type_expr ~ " || ':' || " ~ id_value_expr) }}
+{%- endmacro %}
+
+{% macro duckdb__identity_node_id(id_type_expr, id_value_expr) -%}
+    hash({{ id_type_expr }} || ':' || {{ id_value_expr }})
+{%- endmacro %}
+
+{#- The customer id minted for an anchor identifier (or a record with no identifier at all). -#}
+{% macro identity_mint_customer_id(key_expr) -%}
+    'cus_' || substr({{ dbt.hash(key_expr) }}, 1, 20)
+{%- endmacro %}

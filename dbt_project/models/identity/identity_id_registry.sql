@@ -1,0 +1,38 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['id_type', 'id_value'],
+        incremental_strategy='delete+insert',
+        full_refresh=false,
+    )
+}}
+-- The memory of identity: every identifier ever resolved and the customer_id it belongs to now.
+-- Never rebuilt by --full-refresh, so customer ids survive full rebuilds and merges keep the older
+-- id; int_identity__customer_ids reads it as the previous run left it. Rows change only when an
+-- identifier is new or moved to another customer.
+with
+
+current_ids as (
+
+    select
+        i.id_type,
+        i.id_value,
+        ci.customer_id,
+        ci.customer_first_seen_at,
+        {{ cdp_now() }} as assigned_at
+    from {{ ref('int_identity__identifiers') }} as i
+    inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
+    inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
+
+)
+
+select * from current_ids as n
+{%- if is_incremental() %}
+where not exists (
+    select 1 from {{ this }} as r
+    where r.id_type = n.id_type
+        and r.id_value = n.id_value
+        and r.customer_id = n.customer_id
+        and r.customer_first_seen_at is not distinct from n.customer_first_seen_at
+)
+{%- endif %}

@@ -1,0 +1,98 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['old_customer_id'],
+        incremental_strategy='delete+insert',
+        full_refresh=false,
+    )
+}}
+-- Every merge, kept forever (never rebuilt by --full-refresh): new data joined customers that
+-- earlier runs had apart; the merged customer keeps the older id. `identifiers` lists the links that
+-- crossed the old boundary: identifiers on edges whose ends belonged to different customers before
+-- (or were not known yet), as type:value, sorted.
+{%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
+
+with
+
+customer_ids as (
+
+    select * from {{ ref('int_identity__customer_ids') }}
+    where absorbed_customer_ids is not null
+
+),
+
+absorbed as (
+
+    select
+        c.component_id,
+        c.customer_id as new_customer_id,
+        trim(a.old_customer_id) as old_customer_id
+    from customer_ids as c
+    cross join unnest(string_split(c.absorbed_customer_ids, ',')) as a(old_customer_id)
+
+),
+
+{% if registry is not none and is_incremental() %}
+previous as (
+
+    select id_type, id_value, customer_id from {{ registry }}
+
+),
+
+nodes as (
+
+    select i.node_id, i.id_type, i.id_value, c.component_id, p.customer_id as previous_customer_id
+    from {{ ref('int_identity__identifiers') }} as i
+    inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
+    left join previous as p on p.id_type = i.id_type and p.id_value = i.id_value
+    where c.component_id in (select component_id from absorbed)
+
+),
+
+crossing as (
+
+    select distinct na.component_id, x.id_type || ':' || x.id_value as identifier
+    from {{ ref('int_identity__edges') }} as e
+    inner join nodes as na on na.node_id = e.node_a
+    inner join nodes as nb on nb.node_id = e.node_b
+    cross join lateral (
+        select na.id_type, na.id_value
+        union all
+        select nb.id_type, nb.id_value
+    ) as x
+    where na.previous_customer_id is distinct from nb.previous_customer_id
+
+),
+
+evidence as (
+
+    select component_id, {{ dbt.listagg('identifier', "','", 'order by identifier') }} as identifiers
+    from crossing
+    group by component_id
+
+),
+{% else %}
+evidence as (
+
+    select cast(null as ubigint) as component_id, cast(null as varchar) as identifiers
+    where false
+
+),
+{% endif %}
+
+final as (
+
+    select
+        a.old_customer_id,
+        a.new_customer_id,
+        {{ cdp_now() }} as merged_at,
+        ev.identifiers
+    from absorbed as a
+    left join evidence as ev on ev.component_id = a.component_id
+
+)
+
+select * from final
+{%- if is_incremental() %}
+where old_customer_id not in (select old_customer_id from {{ this }})
+{%- endif %}

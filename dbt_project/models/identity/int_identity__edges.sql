@@ -1,0 +1,49 @@
+-- The edges of the identity graph: two identifiers seen on the same source record (an alias event
+-- carries previousId and userId on one record, so it links them too). Oriented so node_a is the
+-- stronger identifier; each edge keeps one example record so a link can always be explained.
+with
+
+record_nodes as (
+
+    select record_id, record_model, record_key, seen_at, node_id, id_type, priority
+    from {{ ref('int_identity__record_nodes') }}
+
+),
+
+pairs as (
+
+    select
+        a.node_id as node_a,
+        b.node_id as node_b,
+        a.id_type as type_a,
+        b.id_type as type_b,
+        a.priority as priority_a,
+        b.priority as priority_b,
+        a.record_model,
+        a.record_key,
+        a.seen_at
+    from record_nodes as a
+    inner join record_nodes as b
+        on a.record_id = b.record_id
+        and (a.priority < b.priority or (a.priority = b.priority and a.node_id < b.node_id))
+
+),
+
+final as (
+
+    select
+        node_a,
+        node_b,
+        min(type_a) as type_a,
+        min(type_b) as type_b,
+        min(priority_a) as priority_a,
+        min(priority_b) as priority_b,
+        count(*) as record_count,
+        min(seen_at) as first_seen_at,
+        min(record_model || '|' || record_key) as example_record
+    from pairs
+    group by node_a, node_b
+
+)
+
+select * from final

@@ -1,0 +1,40 @@
+-- Every usable identifier of every source record, normalized, with its graph key (node_id) and its
+-- type's priority. Rows whose raw value is not usable stay behind (see identity_quarantine).
+with
+
+record_identifiers as (
+
+    select * from {{ ref('int_identity__record_identifiers') }}
+    where id_type is not null
+
+),
+
+normalized as (
+
+    select * from {{ ref('int_identity__normalized_values') }}
+    where id_value is not null
+
+),
+
+final as (
+
+    select
+        r.source,
+        r.record_model,
+        r.record_key,
+        {{ identity_node_id('r.record_model', 'r.record_key') }} as record_id,
+        r.seen_at,
+        r.first_seen_at,
+        r.loaded_at,
+        n.id_type,
+        n.id_value,
+        {{ identity_node_id('n.id_type', 'n.id_value') }} as node_id,
+        {{ identity_priority('n.id_type') }} as priority
+
+    from record_identifiers as r
+    inner join normalized as n
+        on n.id_type = r.id_type and n.raw_value = r.raw_value
+
+)
+
+select * from final
