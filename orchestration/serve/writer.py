@@ -129,6 +129,7 @@ class EventLog:
         self._size = 0
         self._seq = 0
         self.files_closed = 0
+        self.commits = 0  # write + fsync groups; fewer than submissions under concurrency
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> EventLog:
@@ -307,6 +308,7 @@ class EventLog:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._size += len(data)
+        self.commits += 1
 
     def _write_rejected(self, data: bytes) -> None:
         folder = self.folder / REJECTED_DIR
