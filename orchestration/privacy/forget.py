@@ -153,12 +153,14 @@ class ForgetJob:
             self._entry(
                 "resolve",
                 detail=(
-                    f"{len(r.customer_ids)} customer(s), {len(r.identifiers)} identifier(s); "
+                    f"{len(r.customer_ids)} customer(s), {len(r.identifiers)} identifier(s), "
+                    f"{len(r.record_keys)} further record key(s); "
                     + ("identity graph used" if r.graph_available else "no identity graph built")
                 ),
             )
             self.refs = self._person_refs(con)
-            typed = [i for i in r.identifiers if i.id_type != "*"]
+            # what sources carry; the CDP's own customer id is no source's identifier
+            typed = [i for i in r.identifiers if i.id_type not in ("*", "customer_id")]
             added = add_suppressions(con, typed, self.request_id)
             self._entry(
                 "suppress",
@@ -166,7 +168,7 @@ class ForgetJob:
                 rows_affected=added,
                 detail=f"{len(typed)} identifier hash(es) suppressed ({added} new)",
             )
-            scanner = Scanner(con, r.identifiers)
+            scanner = Scanner(con, [*r.identifiers, *r.record_keys])
             tables = scanner.tables()
             for table in tables:
                 n = scanner.delete(table)
@@ -276,7 +278,8 @@ class ForgetJob:
         """Rows still holding the person, in every table and view, after everything ran."""
         con = connect(self.db_path)
         try:
-            found = Scanner(con, self.resolution.identifiers).scan()
+            r = self.resolution
+            found = Scanner(con, [*r.identifiers, *r.record_keys]).scan()
         finally:
             con.close()
         residual = sum(found.values())

@@ -30,6 +30,9 @@ class Resolution:
     requested: list[Identifier]
     customer_ids: list[str] = field(default_factory=list)
     identifiers: list[Identifier] = field(default_factory=list)
+    # keys of records attributed to the person that are not identifiers (event message ids):
+    # their rows go, but they are not suppressed
+    record_keys: list[Identifier] = field(default_factory=list)
     graph_available: bool = False
 
     @property
@@ -128,10 +131,12 @@ def resolve(con: duckdb.DuckDBPyConnection, candidates: list[Identifier]) -> Res
             f"where cast(customer_id as varchar) in ({placeholders})",
             sorted(customers),
         ).fetchall()
+        keys = set()
         for model, key in rows:
             id_type = key_types.get(model)
             if id_type and (i := Identifier.of(id_type, key)) is not None:
-                found.add(i)
+                keys.add(i)
+        result.record_keys = sorted(keys - found)
     # an untyped request that the graph resolved is now known by its typed form
     result.identifiers = sorted(found)
     return result
