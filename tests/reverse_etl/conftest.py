@@ -110,3 +110,15 @@ def sql(db_path: Path, query: str, params: list | None = None) -> list[tuple]:
         return con.execute(query, params or []).fetchall()
     finally:
         con.close()
+
+
+def break_emails(db_path: Path, n: int, mark: str = "#") -> list[str]:
+    """Malform the emails of ``n`` consented members (``@`` -> ``mark``); returns them."""
+    rows = sql(
+        db_path,
+        f"update {MODEL} m set email = replace(m.email, '@', '{mark}') from marts.customers c "
+        "where c.customer_id = m.customer_id and c.email_marketing_consent and m.customer_id in "
+        f"(select customer_id from {MODEL} m2 join marts.customers c2 using (customer_id) "
+        f"where c2.email_marketing_consent order by customer_id limit {n}) returning m.email",
+    )
+    return [r[0] for r in rows]

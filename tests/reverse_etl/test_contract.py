@@ -14,7 +14,14 @@ import pytest
 
 from reverse_etl.engine import run_sync
 from reverse_etl.state import connect
-from tests.reverse_etl.conftest import MODEL, expected_members, make_sync, refresh_model, sql
+from tests.reverse_etl.conftest import (
+    MODEL,
+    break_emails,
+    expected_members,
+    make_sync,
+    refresh_model,
+    sql,
+)
 from tests.reverse_etl.harness import Harness, canonical, harness_params
 
 
@@ -82,22 +89,11 @@ def test_changes_and_leavers_reach_the_destination(h, warehouse, monkeypatch, tm
         assert h.held(server, tmp_path) == expected(warehouse)
 
 
-def _break_emails(db: Path, n: int) -> list[str]:
-    rows = sql(
-        db,
-        f"update {MODEL} m set email = replace(m.email, '@', '#') from marts.customers c "
-        "where c.customer_id = m.customer_id and c.email_marketing_consent and m.customer_id in "
-        f"(select customer_id from {MODEL} m2 join marts.customers c2 using (customer_id) "
-        f"where c2.email_marketing_consent order by customer_id limit {n}) returning m.email",
-    )
-    return [r[0] for r in rows]
-
-
 def test_faults_rate_limits_and_invalid_rows(h, warehouse, monkeypatch, tmp_path):
     """10% injected 5xx, a fake allowing 8 requests/s while the sync allows itself 40/s."""
     if not h.http:
         pytest.skip("no HTTP: nothing to fault or rate limit")
-    broken = _break_emails(warehouse, 3) if h.row_error_text else []
+    broken = break_emails(warehouse, 3) if h.row_error_text else []
     with running(h, monkeypatch, tmp_path, fault_rate=0.1, rate_limit=(8, 1.0), seed=3) as server:
         sync = sync_for(h, batch_size=6, rate_limit={"requests": 40, "per_seconds": 1})
         result = run_sync(sync, db_path=warehouse)

@@ -13,7 +13,14 @@ from orchestration.demo.fakes.webhook import WebhookReceiver
 from reverse_etl.destinations.files import KEY, read_table
 from reverse_etl.engine import run_sync
 from reverse_etl.state import connect
-from tests.reverse_etl.conftest import MODEL, expected_members, make_sync, refresh_model, sql
+from tests.reverse_etl.conftest import (
+    MODEL,
+    break_emails,
+    expected_members,
+    make_sync,
+    refresh_model,
+    sql,
+)
 
 SECRET = "test-secret"
 
@@ -146,21 +153,9 @@ def _webhook(monkeypatch, hook, name="t"):
     monkeypatch.setenv("CDP_WEBHOOK_SECRET", SECRET)
 
 
-def _break_emails(db_path: Path, count: int) -> list[str]:
-    """Malform some consented members' emails; returns the broken values."""
-    rows = sql(
-        db_path,
-        f"update {MODEL} m set email = replace(m.email, '@', ' at ') from marts.customers c "
-        "where c.customer_id = m.customer_id and c.email_marketing_consent and m.customer_id in "
-        f"(select customer_id from {MODEL} order by customer_id limit {count * 3}) "
-        "returning m.email",
-    )
-    return [r[0] for r in rows]
-
-
 @pytest.mark.parametrize("strict", [False, True], ids=["per-row-errors", "batch-rejected"])
 def test_invalid_rows_are_recorded_with_the_destinations_message(warehouse, monkeypatch, strict):
-    broken = _break_emails(warehouse, 3)
+    broken = break_emails(warehouse, 3, " at ")
     assert broken
     with WebhookReceiver(secret=SECRET, strict=strict) as hook:
         _webhook(monkeypatch, hook)
