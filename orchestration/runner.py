@@ -98,6 +98,16 @@ def _plain(value: Any) -> Any:
     return str(raw)
 
 
+def _root_cause(event: Any) -> str:
+    """The innermost error of a step failure: Dagster wraps the user's exception."""
+    error = event.event_specific_data.error if event.event_specific_data else None
+    if error is None:
+        return event.message or "failed"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
 @contextlib.contextmanager
 def _instance(instance: DagsterInstance | None) -> Iterator[DagsterInstance]:
     if instance is not None:
@@ -140,7 +150,7 @@ def run_all(
         duration_s=time.perf_counter() - started,
     )
     for event in result.get_asset_materialization_events():
-        mat = event.asset_materialization
+        mat = event.step_materialization_data.materialization
         summary.assets[mat.asset_key.to_user_string()] = {
             k: _plain(v) for k, v in mat.metadata.items()
         }
@@ -156,12 +166,7 @@ def run_all(
         )
     failures = result.get_step_failure_events()
     if failures:
-        summary.failure = "; ".join(
-            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"
-            if e.event_specific_data and e.event_specific_data.error
-            else f"{e.step_key}: {e.message}"
-            for e in failures
-        )
+        summary.failure = "; ".join(f"{e.step_key}: {_root_cause(e)}" for e in failures)
     elif not result.success:
         summary.failure = "the run failed (see the Dagster event log)"
     summary.failure = redact(summary.failure)

@@ -80,7 +80,7 @@ def previous_value(
         status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED},
     )
     for record in history:
-        if record.run_id == context.run_id or record.event is None:
+        if record.run_id == context.run.run_id or record.event is None:
             continue
         evaluation = record.event.dagster_event.event_specific_data
         value = evaluation.metadata.get(field) if evaluation else None

@@ -182,7 +182,7 @@ def _with_table_metadata(
         for event in events:
             key = None
             if isinstance(event, Output):
-                key = context.assets_def.get_asset_key_for_output(event.output_name)
+                key = context.asset_key_for_output(event.output_name)
             elif isinstance(event, AssetMaterialization):
                 key = event.asset_key
             relation = by_key.get(key) if key else None
