@@ -10,6 +10,7 @@
 -- earlier runs had apart; the merged customer keeps the older id. `identifiers` lists the links that
 -- crossed the old boundary: identifiers on edges whose ends belonged to different customers before
 -- (or were not known yet), as type:value, sorted.
+-- depends_on: {{ ref('int_identity__identifiers') }}, {{ ref('int_identity__components') }}, {{ ref('int_identity__edges') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
 
 with
