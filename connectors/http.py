@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import requests
 
-from connectors.base import ConnectorError
-from connectors.settings import env
+from connectors.base import Connector, ConnectorError, NotConfigured
+from connectors.settings import base_url, env
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +217,33 @@ def default_rate_limit(vendor: str, base_url: str, documented_per_s: float) -> f
     if base_url.startswith(LOOPBACK_HOSTS):
         return None
     return documented_per_s
+
+
+def bearer_client(vendor: str, token_var: str, documented_per_s: float) -> HttpClient:
+    """A client for an API authenticated by a bearer token read from ``token_var``."""
+    token = env(token_var)
+    if not token:
+        raise NotConfigured(f"{token_var} is not set")
+    base = base_url(vendor)
+    return HttpClient(
+        vendor,
+        base,
+        credential_vars=(token_var,),
+        headers={"Authorization": f"Bearer {token}"},
+        secrets=(token,),
+        rate_limit_per_s=default_rate_limit(vendor, base, documented_per_s),
+    )
+
+
+class HttpConnector(Connector):
+    """A source behind an HTTP API: one client, whose retries each stream's figures report."""
+
+    def __init__(self, client: HttpClient) -> None:
+        self.client = client
+
+    @property
+    def retries(self) -> int:
+        return self.client.retries
+
+    def close(self) -> None:
+        self.client.close()

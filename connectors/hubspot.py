@@ -14,17 +14,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from connectors import settings
-from connectors.base import (
-    Column,
-    Connector,
-    ConnectorError,
-    NotConfigured,
-    Page,
-    StreamSpec,
-    specs_by_name,
-)
-from connectors.http import HttpClient, default_rate_limit, dump_records
+from connectors.base import Column, ConnectorError, Page, StreamSpec, specs_by_name
+from connectors.http import HttpClient, HttpConnector, bearer_client, dump_records
 
 log = logging.getLogger(__name__)
 
@@ -77,37 +68,18 @@ def _millis(iso: str | None) -> int | None:
     return int(dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-class HubSpotConnector(Connector):
+class HubSpotConnector(HttpConnector):
     name = "hubspot"
     specs = specs_by_name(CONTACTS, COMPANIES)
 
-    def __init__(self, client: HttpClient, search_cap: int = SEARCH_CAP) -> None:
-        self.client = client
-        self.search_cap = search_cap
+    def __init__(self, client: HttpClient, search_cap: int | None = None) -> None:
+        super().__init__(client)
+        self.search_cap = search_cap or SEARCH_CAP
 
     @classmethod
     def from_env(cls) -> HubSpotConnector:
-        token = settings.env("HUBSPOT_ACCESS_TOKEN")
-        if not token:
-            raise NotConfigured("HUBSPOT_ACCESS_TOKEN is not set")
-        base = settings.base_url("hubspot")
-        client = HttpClient(
-            "hubspot",
-            base,
-            credential_vars=("HUBSPOT_ACCESS_TOKEN",),
-            headers={"Authorization": f"Bearer {token}"},
-            secrets=(token,),
-            # 110 requests / 10 s for private apps; search endpoints allow 5 / s
-            rate_limit_per_s=default_rate_limit("hubspot", base, 4.0),
-        )
-        return cls(client)
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
-
-    def close(self) -> None:
-        self.client.close()
+        # 110 requests / 10 s for private apps; search endpoints allow 5 / s
+        return cls(bearer_client("hubspot", "HUBSPOT_ACCESS_TOKEN", 4.0))
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         if state and state.get("mode") == "incremental":

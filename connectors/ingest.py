@@ -146,14 +146,23 @@ def _run_stream(
             if len(pending) >= batch_rows:
                 flush()
         flush()
-    except ConnectorError as exc:
-        result.status, result.message = "failed", str(exc)
-        fatal = exc.source_wide
-        log.error("%s.%s failed: %s", source, stream, exc)
     except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the others
         result.status = "failed"
-        result.message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConnectorError):
+            result.message, fatal = str(exc), exc.source_wide
+        else:
+            result.message = f"{type(exc).__name__}: {exc}"
         log.error("%s.%s failed: %s", source, stream, result.message)
+        # pages read before the failure are whole, each with a valid cursor: keep the progress
+        try:
+            flush()
+        except Exception as flush_exc:  # noqa: BLE001
+            log.error(
+                "%s.%s: could not keep the pages read before the failure: %s",
+                source,
+                stream,
+                flush_exc,
+            )
     result.retries = connector.retries - retries0
     result.duration_s = round(time.perf_counter() - t0, 3)
     if result.rows_quarantined:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from connectors import settings
-from connectors.base import Column, Connector, NotConfigured, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, default_rate_limit, dump_records
+from connectors.base import Column, Page, StreamSpec, specs_by_name
+from connectors.http import HttpConnector, bearer_client, dump_records
 
 CUSTOMERS = StreamSpec(
     name="customers",
@@ -51,36 +50,14 @@ CHARGES = StreamSpec(
 PAGE_LIMIT = 100
 
 
-class StripeConnector(Connector):
+class StripeConnector(HttpConnector):
     name = "stripe"
     specs = specs_by_name(CUSTOMERS, CHARGES)
 
-    def __init__(self, client: HttpClient) -> None:
-        self.client = client
-
     @classmethod
     def from_env(cls) -> StripeConnector:
-        key = settings.env("STRIPE_API_KEY")
-        if not key:
-            raise NotConfigured("STRIPE_API_KEY is not set")
-        base = settings.base_url("stripe")
-        client = HttpClient(
-            "stripe",
-            base,
-            credential_vars=("STRIPE_API_KEY",),
-            headers={"Authorization": f"Bearer {key}"},
-            secrets=(key,),
-            # 100 read requests / s in live mode, 25 in test mode
-            rate_limit_per_s=default_rate_limit("stripe", base, 20.0),
-        )
-        return cls(client)
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
-
-    def close(self) -> None:
-        self.client.close()
+        # 100 read requests / s in live mode, 25 in test mode
+        return cls(bearer_client("stripe", "STRIPE_API_KEY", 20.0))
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         state = state or {}

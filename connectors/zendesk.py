@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors import settings
-from connectors.base import Column, Connector, NotConfigured, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, default_rate_limit, dump_records
+from connectors.base import Column, NotConfigured, Page, StreamSpec, specs_by_name
+from connectors.http import HttpClient, HttpConnector, default_rate_limit, dump_records
 
 USERS = StreamSpec(
     name="users",
@@ -44,12 +44,12 @@ TICKETS = StreamSpec(
 PER_PAGE = 1000
 
 
-class ZendeskConnector(Connector):
+class ZendeskConnector(HttpConnector):
     name = "zendesk"
     specs = specs_by_name(USERS, TICKETS)
 
     def __init__(self, client: HttpClient, start_time: int = 0) -> None:
-        self.client = client
+        super().__init__(client)
         self.start_time = start_time
 
     @classmethod
@@ -80,13 +80,6 @@ class ZendeskConnector(Connector):
             rate_limit_per_s=default_rate_limit("zendesk", base, 10 / 60),
         )
         return cls(client, int(settings.env("ZENDESK_START_TIME") or 0))
-
-    @property
-    def retries(self) -> int:
-        return self.client.retries
-
-    def close(self) -> None:
-        self.client.close()
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         cursor = (state or {}).get("cursor")
