@@ -12,8 +12,9 @@ One run of a sync:
    ``cdp.sync_row_results`` and advances ``cdp.sync_state`` for the rows that went through.
 
 A killed run therefore resumes where it stopped: acknowledged batches are in the state and are
-not sent again, unsent rows are still in the diff. Failed rows keep their old state, so the next
-run retries them.
+not sent again, unsent rows are still in the diff. A batch in flight when the run died, and rows
+that failed, are marked unknown in the state before they are sent (an empty hash), so the next
+run sends them again as changes, or removes them in mirror mode if they left the model.
 """
 
 from __future__ import annotations
@@ -286,6 +287,24 @@ class _Run:
         self.ok = dict.fromkeys(OPERATIONS, 0)
         self.failed = 0
 
+    def mark_pending(self, rows: list[Row]) -> None:
+        """Before a batch leaves, mark its rows' state unknown (empty hash), durably.
+
+        A run killed between the destination's answer and our commit then still knows these
+        rows may have reached the destination: the next run re-sends them if they are still
+        wanted, and removes them (mirror) if they left meanwhile.
+        """
+        keys = pa.table({"row_key": pa.array([r.key for r in rows], pa.string())})
+        self.con.register("_pending", keys)
+        try:
+            self.con.execute(
+                "insert into cdp.sync_state select ?, row_key, '', null, ? from _pending "
+                "on conflict (sync_name, row_key) do update set fields_hash = ''",
+                [self.sync.name, _now()],
+            )
+        finally:
+            self.con.unregister("_pending")
+
     def record(self, op: str, rows: list[Row], hashes: dict[str, str], outcomes: list[Outcome]):
         table = pa.table(
             {
@@ -353,6 +372,7 @@ def _send_plan(run: _Run, dest: Destination, size: int) -> None:
                 part = chunk[i : i + size]
                 rows = [Row(r["row_key"], r["payload"] or {}, r["dest_id"]) for r in part]
                 hashes = {r["row_key"]: r["fields_hash"] for r in part}
+                run.mark_pending(rows)
                 try:
                     outcomes = _send(dest, action, rows)
                 except SyncAborted:

@@ -72,7 +72,22 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
 
-_LIMITERS: dict[str, RateLimiter] = {}
+class TieredLimiter:
+    """Several windows at once, e.g. Klaviyo's burst (per second) and steady (per minute) tiers."""
+
+    def __init__(self, tiers: list[tuple[int, float]]) -> None:
+        self.config = tuple(tiers)
+        self.tiers = [RateLimiter(n, s) for n, s in tiers]
+
+    def acquire(self) -> float:
+        return sum(t.acquire() for t in self.tiers)
+
+    def pause(self, seconds: float) -> None:
+        for t in self.tiers:
+            t.pause(seconds)
+
+
+_LIMITERS: dict[str, RateLimiter | TieredLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
@@ -82,13 +97,19 @@ def account_key(destination: str, base_url: str, credential: str | None) -> str:
     return f"{destination}|{base_url.rstrip('/')}|{digest}"
 
 
-def limiter_for(key: str, limit: tuple[int, float] | None) -> RateLimiter | None:
-    """The account's shared limiter (created on first use with ``limit``)."""
+def limiter_for(
+    key: str, limit: tuple[int, float] | list[tuple[int, float]] | None
+) -> RateLimiter | TieredLimiter | None:
+    """The account's shared limiter (created on first use; a list of windows makes tiers)."""
     if limit is None:
         return None
     with _LIMITERS_LOCK:
         limiter = _LIMITERS.get(key)
-        if limiter is None or limiter.config != (int(limit[0]), float(limit[1])):
+        if isinstance(limit, list):
+            wanted: tuple = tuple((int(n), float(s)) for n, s in limit)
+            if limiter is None or limiter.config != wanted:
+                limiter = _LIMITERS[key] = TieredLimiter(list(wanted))
+        elif limiter is None or limiter.config != (int(limit[0]), float(limit[1])):
             limiter = _LIMITERS[key] = RateLimiter(*limit)
         return limiter
 
@@ -112,7 +133,7 @@ class Client:
         *,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: RateLimiter | TieredLimiter | None = None,
         max_attempts: int = 8,
         backoff: float = 0.1,
         max_backoff: float = 8.0,

@@ -3,4 +3,4 @@
 Importing this package registers every destination in ``base.REGISTRY``.
 """
 
-from reverse_etl.destinations import files, hubspot, mailchimp, webhook  # noqa: F401
+from reverse_etl.destinations import files, hubspot, klaviyo, mailchimp, webhook  # noqa: F401

@@ -116,7 +116,7 @@ class HttpDestination:
     max_batch_size: ClassVar[int] = 100
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "mirror"})
     # the vendor's published limit; a sync's ``rate_limit`` overrides it
-    default_rate_limit: ClassVar[tuple[int, float] | None] = None
+    default_rate_limit: ClassVar[tuple[int, float] | list[tuple[int, float]] | None] = None
 
     def __init__(self, sync: SyncConfig, client: http.Client) -> None:
         self.sync = sync

@@ -142,7 +142,28 @@ class HubSpotDestination(HttpDestination):
             for o in outcomes
         ]
 
+    def _ids_by_email(self, emails: list[str]) -> dict[str, str]:
+        """Contact ids of rows whose id we never learned (a run died before recording it)."""
+        if not emails:
+            return {}
+        body = self.client.request(
+            "POST",
+            "/crm/v3/objects/contacts/batch/read",
+            json={
+                "idProperty": "email",
+                "inputs": [{"id": e} for e in emails],
+                "properties": ["email"],
+            },
+        ).json()
+        return {
+            str(r["properties"].get("email", "")).lower(): str(r["id"])
+            for r in body.get("results", [])
+        }
+
     def _remove(self, rows: list[Row]) -> list[Outcome]:
+        found = self._ids_by_email([r.key for r in rows if not r.dest_id])
+        for r in rows:
+            r.dest_id = r.dest_id or found.get(r.key.strip().lower())
         known = [r for r in rows if r.dest_id]
         if self.remove_action == "list":
             if known:

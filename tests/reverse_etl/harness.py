@@ -15,6 +15,7 @@ import pytest
 
 from orchestration.demo.fakes.base import FakeServer
 from orchestration.demo.fakes.hubspot_write import HubSpotWriteMixin
+from orchestration.demo.fakes.klaviyo import KlaviyoFake
 from orchestration.demo.fakes.mailchimp import MailchimpFake
 from orchestration.demo.fakes.webhook import WebhookReceiver
 from reverse_etl.destinations.base import as_text
@@ -26,6 +27,8 @@ HUBSPOT_TOKEN = "hs-contract-token"
 MAILCHIMP_KEY = "0123456789abcdef0123456789abcdef-us7"
 HUBSPOT_LIST = "CDP contract list"
 AUDIENCE, TAG = "Contract audience", "high value"
+KLAVIYO_KEY = "pk_contract"
+KLAVIYO_LIST = "CDP contract list"
 
 
 class HubSpotTestFake(HubSpotWriteMixin, FakeServer):
@@ -84,6 +87,20 @@ def _mailchimp_held(server, _tmp) -> dict:
     )
 
 
+def _klaviyo_held(server, _tmp) -> dict:
+    return canonical(
+        {
+            e: {
+                "email": e,
+                "firstname": p.get("first_name"),
+                "lastname": p.get("last_name"),
+                "ltv": p.get("ltv"),
+            }
+            for e, p in server.list_profiles(KLAVIYO_LIST).items()
+        }
+    )
+
+
 HARNESSES = [
     Harness(
         "files",
@@ -132,6 +149,23 @@ HARNESSES = [
         _mailchimp_held,
         "MAILCHIMP_API_KEY",
         "looks fake or invalid",
+    ),
+    Harness(
+        "klaviyo",
+        {
+            "fields": {
+                "email": "email",
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "ltv": "lifetime_value",
+            },
+            "options": {"list_name": KLAVIYO_LIST},
+        },
+        lambda **kw: KlaviyoFake(token=KLAVIYO_KEY, **kw),
+        lambda s, _tmp: {"KLAVIYO_BASE_URL": s.url, "KLAVIYO_API_KEY": KLAVIYO_KEY},
+        _klaviyo_held,
+        "KLAVIYO_API_KEY",
+        "Invalid email address",
     ),
 ]
 

@@ -192,7 +192,8 @@ def test_webhook_signatures_are_verified(warehouse, monkeypatch):
         result = run_sync(make_sync("webhook"), db_path=warehouse)
         assert result.status == "failed" and "401" in result.message
         assert hook.rejected_signatures >= 1 and hook.records == {}
-        assert sql(warehouse, "select count(*) from cdp.sync_state")[0][0] == 0
+        acknowledged = "select count(*) from cdp.sync_state where fields_hash <> ''"
+        assert sql(warehouse, acknowledged)[0][0] == 0
 
 
 def test_retries_through_injected_faults(warehouse, monkeypatch):
@@ -235,3 +236,26 @@ def test_modes_against_a_webhook(warehouse, monkeypatch, mode):
             assert held == present
         else:
             assert held == expected and result.failed == 0
+
+
+def test_slack_gets_one_readable_message_per_batch(warehouse, monkeypatch):
+    with WebhookReceiver() as hook:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", f"{hook.url}/services/T0/B0/secret")
+        sync = make_sync("slack", batch_size=20, rate_limit={"requests": 50, "per_seconds": 1})
+        result = run_sync(sync, db_path=warehouse)
+        expected = expected_members(warehouse)
+        assert result.status == "success" and result.added == len(expected)
+        assert len(hook.slack_messages) == math.ceil(len(expected) / 20)
+        text = "\n".join(m["text"] for m in hook.slack_messages)
+        assert all(f"• {email} (" in text for email in expected)
+
+        gone = sorted(expected)[:3]
+        sql(
+            warehouse,
+            "update marts.customers set email_marketing_consent = false "
+            "where email in (select unnest(?::varchar[]))",
+            [gone],
+        )
+        run_sync(sync, db_path=warehouse)
+        last = hook.slack_messages[-1]["text"]
+        assert last.startswith("*test_slack*: 3 left") and all(e in last for e in gone)

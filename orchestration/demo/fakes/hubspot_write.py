@@ -9,6 +9,7 @@ a sync writes is what an ingest reads back. Shapes follow HubSpot's v3 docs:
   others are written;
 - ``GET /crm/v3/lists/object-type-id/0-1/name/{name}``, ``POST /crm/v3/lists`` (MANUAL lists),
   ``PUT /crm/v3/lists/{listId}/memberships/add|remove`` (record ids; missing ones are reported);
+- ``POST /crm/v3/objects/contacts/batch/read`` (by id or ``idProperty=email``);
 - ``DELETE /crm/v3/objects/contacts/{id}`` archives the contact (204).
 
 ``write_log`` records (time, operation, email) of every row write, for tests that check a row
@@ -178,6 +179,41 @@ class HubSpotWriteMixin:
     @route("POST", r"/crm/v3/objects/contacts/batch/update")
     def batch_update(self, request: Request) -> Response:
         return self._batch_write(request, create=False)
+
+    @route("POST", r"/crm/v3/objects/contacts/batch/read")
+    def batch_read(self, request: Request) -> Response:
+        body = request.json() or {}
+        inputs = body.get("inputs") or []
+        if len(inputs) > BATCH_LIMIT:
+            return _error(400, f"Batch input limit exceeded: {len(inputs)} > {BATCH_LIMIT}")
+        if body.get("idProperty") not in (None, "email"):
+            return _error(400, f"Unsupported idProperty {body.get('idProperty')!r}")
+        wanted = body.get("properties") or ["email"]
+        results, errors = [], []
+        for item in inputs:
+            key = str(item.get("id") or "")
+            if body.get("idProperty") == "email":
+                contact = self.contact_by_email(key)
+            else:
+                contact = self.contacts.get(key)
+                contact = None if contact is None or contact.get("archived") else contact
+            if contact is None:
+                errors.append(
+                    self._row_error(key, f"Object not found. id={key}", "OBJECT_NOT_FOUND")
+                )
+                continue
+            props = {k: contact["properties"].get(k) for k in wanted}
+            results.append({**contact, "properties": props})
+        answer = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": _now(),
+            "completedAt": _now(),
+        }
+        if errors:
+            answer.update(errors=errors, numErrors=len(errors))
+            return Response(207, answer)
+        return Response(200, answer)
 
     @route("DELETE", r"/crm/v3/objects/contacts/(?P<contact_id>\d+)")
     def archive_contact(self, request: Request) -> Response:
