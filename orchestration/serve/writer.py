@@ -329,12 +329,17 @@ class EventLog:
         self._size = 0
 
     def _close_file(self) -> None:
+        """Publish the open file; after an OS error it stays ``.open`` until recovery."""
         if self._file is None:
             return
-        self._file.close()
-        path, self._file, self._path = self._path, None, None
-        os.replace(path, path.with_name(path.name.removesuffix(".open")))
-        fsync_path(self.folder)
+        path, file, self._file, self._path = self._path, self._file, None, None
+        try:
+            file.close()
+            os.replace(path, path.with_name(path.name.removesuffix(".open")))
+            fsync_path(self.folder)
+        except OSError:
+            log.exception("could not publish %s; it is recovered at the next start", path.name)
+            return
         self.files_closed += 1
 
     def _abandon_file(self) -> None:

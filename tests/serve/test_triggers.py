@@ -262,3 +262,27 @@ def test_shipped_rules_parse_and_render() -> None:
     assert not rule.matches_event({**page, "type": "track"})
     assert rule.matches_event({"type": "page", "properties": {"path": "/pricing"}})
     assert render("{a.b|c} and {missing}", {"a": {"b": ""}, "c": 3}) == "3 and "
+
+
+def test_firing_log_loads_into_the_warehouse_once(running: Running, tmp_path: Path) -> None:
+    from orchestration.serve.firings import load_firings
+
+    people = _customers(running.db_path)
+    for _cid, user, _ in people["high"][:3]:
+        _page(running, "/pricing", userId=user)
+    _page(running, "/pricing", userId=people["high"][0][1])  # rate-limited
+    assert running.triggers.wait_idle()
+    logged = running.firings.read()
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    try:
+        assert load_firings(con, running.firings.folder) == len(logged) == 4
+        assert load_firings(con, running.firings.folder) == 0
+        rows = con.execute(
+            "select firing_id, customer_id, status, latency_ms is not null "
+            "from cdp.trigger_firings order by firing_id"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == sorted(
+        (f["firing_id"], f["customer_id"], f["status"], f["latency_ms"] is not None) for f in logged
+    )
