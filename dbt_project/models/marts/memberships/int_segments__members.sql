@@ -8,6 +8,7 @@
 -- depends_on: {{ ref('customers') }}
 -- depends_on: {{ ref('customer_events') }}
 -- depends_on: {{ ref('consent_ledger') }}
+-- depends_on: {{ ref('customer_identifiers') }}
 
 {%- set segment_nodes = [] %}
 {%- if execute %}
