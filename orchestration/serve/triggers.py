@@ -379,6 +379,12 @@ class TriggerEngine:
         self._thread: threading.Thread | None = None
 
     def start(self) -> TriggerEngine:
+        slack_rules = [r.name for r in self.rules if r.action["kind"] == "slack"]
+        if slack_rules and not self.slack_url:
+            log.warning(
+                "SLACK_WEBHOOK_URL is not set: rules %s are evaluated and recorded as skipped",
+                ", ".join(slack_rules),
+            )
         horizon = max((r.rate_seconds for r in self.rules if r.rate_max), default=0)
         if horizon:
             self.limiter.seed(self.rules, self.firings.read(since_s=horizon + 86400))

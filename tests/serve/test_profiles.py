@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -189,3 +190,28 @@ def test_profile_api(running: Running) -> None:
     full = _get(running, "/v1/profiles/user_id:17/events?limit=1000").json()
     assert [e["event_id"] for e in full["events"]] == expected
     assert _get(running, "/v1/profiles/user_id:17/events?limit=0").status_code == 400
+
+
+def test_running_api_follows_a_new_snapshot_without_restart(tmp_path: Path) -> None:
+    from orchestration.serve.app import ServerThread, create_app
+
+    db_path = tmp_path / "cdp.duckdb"
+    build_marts(db_path, 10)
+    refresh(db_path, tmp_path / "snapshot")
+    app = create_app(
+        events_dir=tmp_path / "events",
+        write_keys={"k"},
+        api_token=API_TOKEN,
+        snapshot_dir=tmp_path / "snapshot",
+        triggers_path=tmp_path / "no-rules.yml",
+        firings_dir=tmp_path / "firings",
+    )
+    with ServerThread(app) as server:
+        running = Running(server.url, server, *(None,) * 5)
+        assert _get(running, "/v1/profiles/email:person15@example.com").status_code == 404
+        build_marts(db_path, 20)  # the next build knows person 15
+        refresh(db_path, tmp_path / "snapshot")
+        deadline = time.monotonic() + 5
+        while _get(running, "/v1/profiles/email:person15@example.com").status_code != 200:
+            assert time.monotonic() < deadline, "the new snapshot was not picked up"
+            time.sleep(0.1)
