@@ -9,7 +9,9 @@
 -- The memory of identity: every identifier ever resolved and the customer_id it belongs to now.
 -- Never rebuilt by --full-refresh, so customer ids survive full rebuilds and merges keep the older
 -- id; int_identity__customer_ids reads it as the previous run left it. Rows change only when an
--- identifier is new or moved to another customer.
+-- identifier is new or moved to another customer. It runs last: identity_merges reads the state
+-- this model is about to overwrite.
+-- depends_on: {{ ref('identity_merges') }}
 with
 
 current_ids as (

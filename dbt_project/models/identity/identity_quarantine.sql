@@ -1,8 +1,9 @@
 -- Everything identity held back, with a reason code, so nothing is silently dropped:
 --   empty, invalid_email, invalid_phone, blocked  - a raw value that never became an identifier
---   shared_identifier    - seen with more stronger identifiers than one customer may hold; it links
---                          nothing and is a customer of its own
---   conflicting_anchors  - in a component that held two values of a once-per-customer type; split off
+--   shared_identifier    - seen with more stronger identifiers than one customer may hold (detail:
+--                          type:count); it links nothing and identifies nobody
+--   conflicting_anchors  - weaker identifier of a component that held two values of a
+--                          once-per-customer type (two user ids); held back so they split
 --   limit_exceeded       - beyond its type's max_per_customer for its customer; left out of
 --                          customer_identifiers (its records still resolve through the others)
 with
@@ -39,7 +40,7 @@ held_back as (
         i.id_type,
         cast(null as varchar) as raw_value,
         i.id_value,
-        ci.customer_id,
+        cast(null as varchar) as customer_id,
         case when c.holdback_reason = 'shared_identifier' then (
             select {{ dbt.listagg("s.stronger_type || ':' || cast(s.distinct_values as varchar)", "','", 'order by s.stronger_type') }}
             from {{ ref('int_identity__shared_identifiers') }} as s
@@ -49,7 +50,6 @@ held_back as (
         i.sources
     from {{ ref('int_identity__components') }} as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
-    inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
     where c.holdback_reason is not null
 
 ),

@@ -21,6 +21,8 @@ components as (
         i.first_seen_at
     from {{ ref('int_identity__components') }} as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
+    -- held-back identifiers identify nobody
+    where c.holdback_reason is null
 
 ),
 

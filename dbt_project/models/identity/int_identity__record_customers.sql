@@ -1,7 +1,8 @@
 -- Every source record of every identity-bearing model and its customer: the customer of the
--- record's strongest identifier that was not held back (else of its strongest held-back one, which
--- is a customer of its own). A record with no usable identifier is a customer of its own, minted
--- from its record key. Profiles join staging rows to customers through this model.
+-- record's strongest identifier that was not held back. A record with no such identifier (none at
+-- all, only junk, or only a shared device) is a customer of its own, minted from its record key:
+-- a shared identifier must not join two people's records. Profiles join staging rows to customers
+-- through this model.
 with
 
 records as (
@@ -40,13 +41,13 @@ best_node as (
             row_number() over (
                 partition by rn.record_model, rn.record_key
                 order by
-                    case when c.holdback_reason is null then 0 else 1 end,
                     rn.priority,
                     rn.id_type,
                     rn.id_value
             ) as node_rank
         from record_nodes as rn
         inner join components as c on c.node_id = rn.node_id
+        where c.holdback_reason is null
     ) as ranked
     where node_rank = 1
 

@@ -1,0 +1,289 @@
+"""Identity resolution benchmark: accuracy against the generator's truth, speed against scipy.
+
+Prints, for 10k and 100k people, pairwise precision and recall over source records, the largest
+cluster and whether any junk or shared identifier joined two truth people; at 1M people, the time
+of the dbt component step next to ``scipy.sparse.csgraph.connected_components`` on the same edge
+set, the whole identity build's time and peak memory, and the cost of an incremental run that adds
+1% new records relative to the full build.
+
+Sizes can be overridden: ``CDP_BENCH_IDENTITY_SIZES=10000,100000`` and
+``CDP_BENCH_IDENTITY_SCALE=1000000`` (0 skips the scale run).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from orchestration.demo.generator import TRUTH_COLUMN, DemoData, generate
+from orchestration.demo.warehouse import load_raw
+from orchestration.identity_explain import IDENTITY_SELECT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AS_OF = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+COMPONENT_MODELS = ("int_identity__components_unchecked", "int_identity__components")
+
+# where each identity-bearing staging model's records come from, to look their truth up
+RECORD_TRUTH = {
+    "stg_app__users": ("app.users", "id"),
+    "stg_hubspot__contacts": ("hubspot.contacts", "id"),
+    "stg_stripe__customers": ("stripe.customers", "id"),
+    "stg_zendesk__users": ("zendesk.users", "id"),
+    "stg_events__events": ("events.events", "message_id"),
+}
+
+
+@dataclass
+class Accuracy:
+    records: int
+    precision: float
+    recall: float
+    largest_cluster: int
+    truth_people_per_customer_max: int
+    junk_merges: int
+
+
+def run_dbt(db_path: Path, *args: str) -> dict:
+    """Run dbt on ``db_path`` (target and logs beside it); returns run_results.json."""
+    target = db_path.parent / "dbt_target"
+    env = {**os.environ, "CDP_DUCKDB_PATH": str(db_path), "CDP_DBT_TARGET": "ci"}
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dbt"),
+            *args,
+            "--project-dir",
+            str(REPO_ROOT / "dbt_project"),
+            "--profiles-dir",
+            str(REPO_ROOT),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(db_path.parent / "dbt_logs"),
+        ],
+        cwd=REPO_ROOT / "dbt_project",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{proc.stdout[-5000:]}{proc.stderr}")
+    return json.loads((target / "run_results.json").read_text())
+
+
+def build_identity(db_path: Path, *extra: str, tests: bool = False) -> dict:
+    """Build the identity models (and the seed and staging they read), with or without tests."""
+    skip_tests = [] if tests else ["--exclude-resource-type", "test", "unit_test"]
+    return run_dbt(
+        db_path,
+        "build",
+        *skip_tests,
+        "--select",
+        IDENTITY_SELECT,
+        "--indirect-selection",
+        "cautious",
+        "--vars",
+        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
+        *extra,
+    )
+
+
+def node_seconds(run_results: dict, name: str) -> float:
+    for result in run_results["results"]:
+        if result["unique_id"].endswith("." + name):
+            return float(result["execution_time"])
+    raise KeyError(name)
+
+
+def record_truth(data: DemoData) -> pl.DataFrame:
+    """(record_model, record_key, person) for every identity-bearing record of the demo data."""
+    frames = []
+    for model, (table, key) in RECORD_TRUTH.items():
+        frame = data.tables[table]
+        frames.append(
+            frame.select(
+                pl.lit(model).alias("record_model"),
+                pl.col(key).cast(pl.Utf8).alias("record_key"),
+                pl.col(TRUTH_COLUMN).alias("person"),
+            )
+        )
+    return pl.concat(frames)
+
+
+def _pairs(counts: pl.Series) -> int:
+    c = counts.cast(pl.Int64).to_numpy()
+    return int((c * (c - 1) // 2).sum())
+
+
+def score(db_path: Path, data: DemoData) -> Accuracy:
+    """Pairwise precision and recall of record -> customer against record -> truth person."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        predicted = con.sql(
+            "select record_model, record_key, customer_id "
+            "from identity.int_identity__record_customers"
+        ).pl()
+        junk = con.sql(
+            "select count(*) from marts.customer_identifiers as ci "
+            "where (ci.id_type = 'email' and ci.id_value = 'test@test.com') "
+            "or (ci.id_type = 'phone' and ci.id_value in ('+10000000000', '0000000000'))"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    joined = record_truth(data).join(predicted, on=["record_model", "record_key"], how="inner")
+    if joined.height != predicted.height:
+        raise AssertionError(f"{predicted.height - joined.height} records without truth")
+    both = joined.group_by("customer_id", "person").len()
+    tp = _pairs(both["len"])
+    pred = _pairs(joined.group_by("customer_id").len()["len"])
+    true = _pairs(joined.group_by("person").len()["len"])
+    people_per_customer = joined.group_by("customer_id").agg(pl.col("person").n_unique())
+    return Accuracy(
+        records=joined.height,
+        precision=tp / pred if pred else 1.0,
+        recall=tp / true if true else 1.0,
+        largest_cluster=int(joined.group_by("customer_id").len()["len"].max()),
+        truth_people_per_customer_max=int(people_per_customer["person"].max()),
+        junk_merges=int(junk),
+    )
+
+
+def scipy_components(db_path: Path) -> tuple[float, float, int, int]:
+    """scipy on the first-pass edge set: (cc seconds, cc + index build seconds, nodes, edges)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        edges = con.sql(
+            """
+            select e.node_a, e.node_b
+            from identity.int_identity__edges as e
+            where not exists (
+                select 1 from identity.int_identity__shared_identifiers as s
+                where s.node_id = e.node_a or s.node_id = e.node_b
+            )
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    a = edges.column("node_a").to_numpy()
+    b = edges.column("node_b").to_numpy()
+    started = time.perf_counter()
+    nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+    n = len(nodes)
+    ia, ib = inverse[: len(a)], inverse[len(a) :]
+    graph = coo_matrix((np.ones(len(ia), dtype=np.int8), (ia, ib)), shape=(n, n)).tocsr()
+    cc_started = time.perf_counter()
+    connected_components(graph, directed=False)
+    done = time.perf_counter()
+    return done - cc_started, done - started, n, len(a)
+
+
+def accuracy_run(n_people: int, workdir: Path) -> Accuracy:
+    db_path = workdir / f"acc_{n_people}" / "cdp.duckdb"
+    db_path.parent.mkdir(parents=True)
+    data = generate(n_people, seed=7, as_of=AS_OF)
+    load_raw(db_path, data)
+    build_identity(db_path)
+    return score(db_path, data)
+
+
+def split_for_increment(data: DemoData, share: float, seed: int = 3) -> tuple[DemoData, DemoData]:
+    """(base, full): base lacks a random ``share`` of every identity-bearing table's records."""
+    rng = np.random.default_rng(seed)
+    base_tables = {}
+    for name, frame in data.tables.items():
+        keep = rng.random(frame.height) >= share
+        base_tables[name] = frame.filter(pl.Series(keep))
+    base = DemoData(seed=data.seed, as_of=data.as_of, people=data.people, tables=base_tables)
+    return base, data
+
+
+def scale_run(n_people: int, workdir: Path) -> dict[str, float]:
+    db_path = workdir / f"scale_{n_people}" / "cdp.duckdb"
+    db_path.parent.mkdir(parents=True)
+    data = generate(n_people, seed=5, as_of=AS_OF)
+    base, full = split_for_increment(data, 0.01)
+    load_raw(db_path, base)
+    started = time.perf_counter()
+    results = build_identity(db_path)
+    full_seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    cc_seconds = sum(node_seconds(results, m) for m in COMPONENT_MODELS[:1])
+    scipy_cc, scipy_total, nodes, edges = scipy_components(db_path)
+    # the 1% arrive: load them and run identity again
+    load_raw(db_path, full)
+    started = time.perf_counter()
+    build_identity(db_path)
+    incremental_seconds = time.perf_counter() - started
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "full_build_s": full_seconds,
+        "peak_rss_mb": peak_mb,
+        "components_s": cc_seconds,
+        "scipy_cc_s": scipy_cc,
+        "scipy_cc_with_index_s": scipy_total,
+        "ratio_vs_scipy_cc": cc_seconds / scipy_cc,
+        "ratio_vs_scipy_with_index": cc_seconds / scipy_total,
+        "incremental_s": incremental_seconds,
+        "incremental_ratio": incremental_seconds / full_seconds,
+    }
+
+
+def main() -> None:
+    sizes = [int(s) for s in os.environ.get("CDP_BENCH_IDENTITY_SIZES", "10000,100000").split(",")]
+    scale = int(os.environ.get("CDP_BENCH_IDENTITY_SCALE", "1000000"))
+    with tempfile.TemporaryDirectory(prefix="bench_identity_") as tmp:
+        workdir = Path(tmp)
+        for n in sizes:
+            started = time.perf_counter()
+            acc = accuracy_run(n, workdir)
+            print(
+                f"identity accuracy @ {n:,} people: records={acc.records:,} "
+                f"precision={acc.precision:.4f} recall={acc.recall:.4f} "
+                f"largest_cluster={acc.largest_cluster} "
+                f"max_truth_people_per_customer={acc.truth_people_per_customer_max} "
+                f"junk_identifiers_in_customers={acc.junk_merges} "
+                f"({time.perf_counter() - started:.1f}s)",
+                flush=True,
+            )
+        if scale:
+            figures = scale_run(scale, workdir)
+            print(
+                f"identity scale @ {scale:,} people: {figures['nodes']:,} linked identifiers, "
+                f"{figures['edges']:,} edges",
+                flush=True,
+            )
+            print(
+                f"  components step {figures['components_s']:.2f}s vs scipy "
+                f"connected_components {figures['scipy_cc_s']:.2f}s "
+                f"(with index build {figures['scipy_cc_with_index_s']:.2f}s): "
+                f"ratio {figures['ratio_vs_scipy_cc']:.1f}x "
+                f"({figures['ratio_vs_scipy_with_index']:.1f}x incl. index)",
+                flush=True,
+            )
+            print(
+                f"  full identity build {figures['full_build_s']:.1f}s, "
+                f"peak memory {figures['peak_rss_mb']:.0f} MB; "
+                f"+1% records incremental run {figures['incremental_s']:.1f}s "
+                f"= {figures['incremental_ratio']:.1%} of the full build",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
