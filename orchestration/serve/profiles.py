@@ -15,6 +15,7 @@ import datetime as dt
 import decimal
 import json
 import logging
+import math
 import re
 import threading
 from pathlib import Path
@@ -66,15 +67,21 @@ def jsonable(value: Any) -> Any:
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
     if isinstance(value, decimal.Decimal):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN
     if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    return value
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    return str(value)  # uuids, blobs, anything a new mart column may bring
 
 
 def _maybe_json(value: Any) -> Any:

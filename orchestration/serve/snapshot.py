@@ -72,8 +72,36 @@ def _existing_tables(con: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _export_query(table: str, schema: str, events_per_customer: int) -> str:
-    source = f'"{schema}"."{table}"'
+# column types Parquet readers (polars) cannot load as they are, and what they become
+_PORTABLE = {
+    "INTERVAL": "epoch({c})",  # seconds
+    "UUID": "cast({c} as varchar)",
+    "HUGEINT": "cast({c} as double)",
+    "UHUGEINT": "cast({c} as double)",
+    "JSON": "cast({c} as varchar)",
+    "TIME WITH TIME ZONE": "cast({c} as varchar)",
+}
+
+
+def _projection(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> str:
+    """``select`` list of the table with awkward types converted; new columns pass through."""
+    rows = con.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [schema, table],
+    ).fetchall()
+    parts = []
+    for name, kind in rows:
+        quoted = '"' + name.replace('"', '""') + '"'
+        template = _PORTABLE.get(kind.upper())
+        parts.append(f"{template.format(c=quoted)} as {quoted}" if template else quoted)
+    return ", ".join(parts)
+
+
+def _export_query(
+    con: duckdb.DuckDBPyConnection, table: str, schema: str, events_per_customer: int
+) -> str:
+    source = f'(select {_projection(con, schema, table)} from "{schema}"."{table}")'
     if table == "customer_events":
         # the API shows a recent timeline; the full history stays in the warehouse
         return (
@@ -95,7 +123,7 @@ def _write_version(
     for table, (required, columns) in TABLES.items():
         target = str(folder / f"{table}.parquet").replace("'", "''")
         if table in present:
-            query = _export_query(table, schema, events_per_customer)
+            query = _export_query(con, table, schema, events_per_customer)
         elif required:
             raise RuntimeError(f"{schema}.{table} does not exist: run the dbt build first")
         else:

@@ -215,3 +215,24 @@ def test_running_api_follows_a_new_snapshot_without_restart(tmp_path: Path) -> N
         while _get(running, "/v1/profiles/email:person15@example.com").status_code != 200:
             assert time.monotonic() < deadline, "the new snapshot was not picked up"
             time.sleep(0.1)
+
+
+def test_profile_json_survives_awkward_column_types(tmp_path: Path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    build_marts(db_path, 3)
+    con = duckdb.connect(str(db_path))
+    con.execute(
+        "create or replace table marts.customers as select *, "
+        "cast('nan' as double) as avg_gap_days, interval 3 day as since_last_order, "
+        "cast(12.50 as decimal(10, 2)) as balance, uuid() as token, date '2026-01-02' as d, "
+        "{'a': 1} as nested from marts.customers"
+    )
+    con.close()
+    refresh(db_path, tmp_path / "snapshot")
+    traits = lookup("person2@example.com", tmp_path / "snapshot")["traits"]
+    import json
+
+    assert json.loads(json.dumps(traits, allow_nan=False)) == traits
+    assert traits["avg_gap_days"] is None and traits["since_last_order"] == 3 * 86400
+    assert traits["balance"] == 12.5 and traits["d"] == "2026-01-02"
+    assert traits["nested"] == {"a": 1}
