@@ -329,3 +329,23 @@ def test_docs_show_lineage_from_sources_to_segments(built) -> None:
         assert f"model.composable_cdp.{segment}" in catalog["nodes"]
         node = manifest["nodes"][f"model.composable_cdp.{segment}"]
         assert node["config"]["meta"]["owner"] and node["description"]
+
+
+def test_every_chosen_value_traces_to_a_record_of_that_customer(built, rc) -> None:
+    survived = truth.query(built, "select * from marts.int_profiles__attributes_survived")
+    assert {"email", "phone", "first_name", "plan"} <= set(survived["attribute"])
+    traced = survived.join(
+        rc.rename({"customer_id": "record_customer_id"}),
+        on=["record_model", "record_key"],
+        how="left",
+    )
+    assert traced["record_customer_id"].null_count() == 0
+    assert (traced["record_customer_id"] == traced["customer_id"]).all()
+    # the profile shows the winners, and names their sources
+    customers = truth.query(built, "select customer_id, email, email_source from marts.customers")
+    emails = survived.filter(pl.col("attribute") == "email").select(
+        "customer_id", pl.col("value").alias("won"), pl.col("source").alias("won_source")
+    )
+    joined = customers.join(emails, on="customer_id", how="left")
+    assert joined["email"].to_list() == joined["won"].to_list()
+    assert joined["email_source"].to_list() == joined["won_source"].to_list()

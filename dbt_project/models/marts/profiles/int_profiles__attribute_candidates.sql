@@ -2,8 +2,9 @@
 -- record), with when the source last saw it. Survivorship picks among these; keeping them all makes
 -- every chosen value traceable to the record it came from.
 --
--- Identifiers (email, phone, user_id) come from identity's normalized, junk-free
--- customer_identifiers; descriptive attributes come from the staging records.
+-- Identifiers (email, phone, user_id) are the source records' values in identity's normalized form,
+-- limited to what identity accepted (marts.customer_identifiers); descriptive attributes come from
+-- the staging records.
 
 {%- set placeholders = "('', 'n/a', 'na', 'none', 'null', 'unknown', '-')" %}
 
@@ -148,22 +149,37 @@ descriptive as (
 
 ),
 
--- one identifier seen by several sources is a candidate of each of them
-identifier_sources as (
+-- identifiers as each source record held them, in identity's normalized form; only values identity
+-- accepted for this customer (not junk, not quarantined over a per-customer limit) are candidates
+record_identifiers as (
 
-    select distinct
-        i.customer_id,
-        i.id_type as attribute,
-        i.id_value as value,
-        r.source,
-        'customer_identifiers' as record_model,
-        i.id_type || ':' || i.id_value as record_key,
-        i.last_seen_at as observed_at
+    select
+        rc.customer_id,
+        ri.id_type as attribute,
+        nv.id_value as value,
+        ri.source,
+        ri.record_model,
+        ri.record_key,
+        ri.seen_at as observed_at
 
-    from identifiers as i
-    inner join {{ ref('survivorship_rules') }} as r
-        on r.attribute = i.id_type
-        and ',' || i.sources || ',' like '%,' || r.source || ',%'
+    from {{ ref('int_identity__record_identifiers') }} as ri
+    inner join {{ ref('int_identity__normalized_values') }} as nv
+        on nv.id_type = ri.id_type and nv.raw_value = ri.raw_value
+    inner join record_customers as rc
+        on rc.record_model = ri.record_model and rc.record_key = ri.record_key
+    where ri.id_type in ('email', 'phone', 'user_id')
+        and nv.invalid_reason is null
+
+),
+
+identifier_candidates as (
+
+    select distinct r.*
+    from record_identifiers as r
+    inner join identifiers as i
+        on i.customer_id = r.customer_id
+        and i.id_type = r.attribute
+        and i.id_value = r.value
 
 ),
 
@@ -171,7 +187,7 @@ final as (
 
     select * from descriptive
     union all
-    select * from identifier_sources
+    select * from identifier_candidates
 
 )
 
