@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from orchestration.serve import config
 from orchestration.serve.app import ServerThread, create_app
 from orchestration.serve.profiles import ProfileStore
@@ -82,6 +84,25 @@ def pick_customers(store: ProfileStore) -> tuple[dict[str, Any], dict[str, Any]]
     raise RuntimeError(f"the warehouse has no {HIGH_VALUE_SEGMENT} member or no other customer")
 
 
+def _visit_pricing(url: str, write_key: str, ids: dict[str, str]) -> None:
+    """A ``/pricing`` page view as a website reports it: the official Segment client if present."""
+    properties = {"path": "/pricing", "url": "https://example.com/pricing"}
+    try:
+        from segment.analytics import Client
+    except ImportError:  # a production install without the dev extras
+        body = {"type": "page", "name": "Pricing", "properties": properties}
+        body |= {"userId": ids.get("user_id"), "anonymousId": ids.get("anonymous_id")}
+        requests.post(f"{url}/v1/page", json=body, auth=(write_key, ""), timeout=10)
+        return
+    client = Client(write_key, host=url, sync_mode=True)
+    client.page(
+        user_id=ids.get("user_id"),
+        anonymous_id=ids.get("anonymous_id"),
+        name="Pricing",
+        properties=properties,
+    )
+
+
 def run_pricing_demo(
     db_path: str | Path,
     workdir: str | Path,
@@ -91,8 +112,6 @@ def run_pricing_demo(
     timeout_s: float = 10.0,
 ) -> PricingDemo:
     """Export the snapshot of ``db_path``, run the collector, send two pricing-page visits."""
-    from segment.analytics import Client
-
     workdir = Path(workdir)
     snapshot_dir = workdir / "snapshot"
     version = refresh(db_path, snapshot_dir)
@@ -107,16 +126,8 @@ def run_pricing_demo(
         slack_url=slack_url if slack_url is not None else config.env("SLACK_WEBHOOK_URL"),
     )
     with ServerThread(app) as server:
-        client = Client(write_key, host=server.url, sync_mode=True)
         for who in (high, other):
-            ids = {who["id_type"]: who["id_value"]}
-            client.page(
-                user_id=ids.get("user_id"),
-                anonymous_id=ids.get("anonymous_id"),
-                name="Pricing",
-                properties={"path": "/pricing", "url": "https://example.com/pricing"},
-            )
-        client.flush()
+            _visit_pricing(server.url, write_key, {who["id_type"]: who["id_value"]})
         deadline = time.monotonic() + timeout_s
         engine = server.collector.triggers
         engine.wait_idle(timeout_s)
