@@ -64,19 +64,7 @@ identity_facts as (
 
 consent as (
 
-    select
-        customer_id,
-        {%- for purpose in purposes %}
-        -- no recorded decision means no consent
-        coalesce(max(case when purpose = '{{ purpose }}' then granted end), false)
-            as {{ purpose }}_consent,
-        max(case when purpose = '{{ purpose }}' then decided_at end) as {{ purpose }}_consent_at,
-        max(case when purpose = '{{ purpose }}' then source end) as {{ purpose }}_consent_source
-        {%- if not loop.last %},{% endif %}
-        {%- endfor %}
-
-    from {{ ref('int_profiles__consent_latest') }}
-    group by customer_id
+    select * from {{ ref('int_profiles__consent_latest') }}
 
 ),
 
@@ -94,17 +82,22 @@ profile as (
         coalesce(i.identifier_count, 0) as identifier_count,
         spine.source_count,
         spine.source_record_count,
+        -- no recorded decision means no consent
         {%- for purpose in purposes %}
-        coalesce(c.{{ purpose }}_consent, false) as {{ purpose }}_consent,
-        c.{{ purpose }}_consent_at,
-        c.{{ purpose }}_consent_source
+        coalesce(consent_{{ purpose }}.granted, false) as {{ purpose }}_consent,
+        consent_{{ purpose }}.decided_at as {{ purpose }}_consent_at,
+        consent_{{ purpose }}.source as {{ purpose }}_consent_source
         {%- if not loop.last %},{% endif %}
         {%- endfor %}
 
     from spine
     left join attributes as a on a.customer_id = spine.customer_id
     left join identity_facts as i on i.customer_id = spine.customer_id
-    left join consent as c on c.customer_id = spine.customer_id
+    {%- for purpose in purposes %}
+    left join consent as consent_{{ purpose }}
+        on consent_{{ purpose }}.customer_id = spine.customer_id
+        and consent_{{ purpose }}.purpose = '{{ purpose }}'
+    {%- endfor %}
 
 ),
 
