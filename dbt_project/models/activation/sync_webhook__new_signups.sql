@@ -1,33 +1,13 @@
--- New sign-ups of the week, posted to the onboarding service's webhook (keyed by customer_id:
--- the receiver creates the onboarding journey, so a sign-up without an email still counts).
+-- New sign-ups of the week for the onboarding service's webhook, keyed by customer_id: the
+-- receiver starts the onboarding journey, so a sign-up without an email still counts.
 
-with
+select
+    segment.customer_id,
+    lower(segment.email) as email,
+    segment.first_name,
+    segment.last_name,
+    segment.signed_up_at,
+    customers.plan
 
-segment as (
-
-    select * from {{ ref('new_signups_this_week') }}
-
-),
-
-customers as (
-
-    select * from {{ ref('customers') }}
-
-),
-
-final as (
-
-    select
-        segment.customer_id,
-        lower(segment.email) as email,
-        segment.first_name,
-        segment.last_name,
-        customers.plan,
-        segment.signed_up_at
-
-    from segment
-    inner join customers on customers.customer_id = segment.customer_id
-
-)
-
-select * from final
+from {{ ref('new_signups_this_week') }} as segment
+inner join {{ ref('customers') }} as customers on customers.customer_id = segment.customer_id
