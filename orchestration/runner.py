@@ -17,7 +17,8 @@ from typing import Any
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, TableSchema
 
 from orchestration import settings
-from orchestration.defs.secrets import redact
+from orchestration.defs.config import writer_pool
+from orchestration.defs.secrets import redact, step_failure_message
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +99,16 @@ def _plain(value: Any) -> Any:
     return str(raw)
 
 
-def _root_cause(event: Any) -> str:
-    """The innermost error of a step failure: Dagster wraps the user's exception."""
-    error = event.event_specific_data.error if event.event_specific_data else None
-    if error is None:
-        return event.message or "failed"
-    while error.cause is not None:
-        error = error.cause
-    return error.message.strip()
+def ensure_writer_pool(instance: DagsterInstance) -> None:
+    """Create the writer pool's slots up front: two runs that both find the pool missing would
+    each create it and both take "the" slot."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    pool = writer_pool()
+    if pool not in storage.get_concurrency_keys():
+        if not storage.initialize_concurrency_limit_to_default(pool):
+            storage.set_concurrency_slots(pool, 1)
 
 
 @contextlib.contextmanager
@@ -137,6 +140,7 @@ def run_all(
     job = defs.resolve_implicit_global_asset_job_def()
     started = time.perf_counter()
     with _instance(instance) as inst:
+        ensure_writer_pool(inst)
         result = job.execute_in_process(
             instance=inst,
             asset_selection=keys,
@@ -166,7 +170,7 @@ def run_all(
         )
     failures = result.get_step_failure_events()
     if failures:
-        summary.failure = "; ".join(f"{e.step_key}: {_root_cause(e)}" for e in failures)
+        summary.failure = "; ".join(f"{e.step_key}: {step_failure_message(e)}" for e in failures)
     elif not result.success:
         summary.failure = "the run failed (see the Dagster event log)"
     summary.failure = redact(summary.failure)

@@ -38,12 +38,19 @@ def _executable(name: str) -> str:
 
 
 def prepare_home(home: Path | None = None) -> Path:
-    """The instance folder, holding the project's ``dagster.yaml`` (copied there if missing)."""
+    """The instance folder, holding the project's ``dagster.yaml`` (copied there if missing),
+    with the writer pool's slot created."""
     home = (home or settings.dagster_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists() and SHIPPED_INSTANCE.exists() and target != SHIPPED_INSTANCE:
         shutil.copy2(SHIPPED_INSTANCE, target)
+    from dagster import DagsterInstance
+
+    from orchestration.runner import ensure_writer_pool
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        ensure_writer_pool(instance)
     return home
 
 

@@ -205,6 +205,9 @@ def dbt_models(
     """``dbt build`` of the selected models, holding the warehouse's writer lock throughout."""
     with warehouse.writing() as db_path:
         os.environ["CDP_DUCKDB_PATH"] = str(db_path)  # the dbt profile reads it
+        # a subset runs the tests whose parents are all built: a relationships test between a
+        # selected and an unselected model would otherwise run against a missing table
+        os.environ.setdefault("DBT_INDIRECT_SELECTION", "buildable")
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         events = list(invocation.stream())
         if not invocation.is_successful():

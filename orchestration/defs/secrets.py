@@ -43,3 +43,14 @@ def settle(context, what: str, status: str, message: str | None, metadata: dict)
     if status == "skipped":
         context.log.warning(f"{what} skipped: {message}")
     return metadata
+
+
+def step_failure_message(event) -> str:
+    """The innermost error of a step failure (Dagster wraps the user's exception), redacted."""
+    data = event.event_specific_data
+    error = getattr(data, "error", None)
+    if error is None:
+        return redact(event.message) or "failed"
+    while error.cause is not None:
+        error = error.cause
+    return redact(error.message.strip()) or "failed"

@@ -28,7 +28,7 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from orchestration.defs.config import section
-from orchestration.defs.secrets import redact
+from orchestration.defs.secrets import redact, step_failure_message
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,7 @@ def alert_text(context: RunFailureSensorContext) -> str:
     lines = [f"composable-cdp: run of `{run.job_name}` failed (run {run.run_id[:8]})"]
     failures = context.get_step_failure_events()
     for event in failures[:5]:
-        error = event.event_specific_data.error if event.event_specific_data else None
-        message = error.message.strip().splitlines()[0] if error and error.message else ""
-        lines.append(f"- step `{event.step_key}`: {message}"[:500])
+        lines.append(f"- step `{event.step_key}`: {step_failure_message(event)}"[:500])
     if not failures and context.failure_event.message:
         lines.append(context.failure_event.message[:500])
     return redact("\n".join(lines)) or ""
