@@ -138,6 +138,19 @@ class Target:
             }
         )
 
+    def token_regex(self) -> str | None:
+        """Distinctive ids as whole tokens of any text, and any id written ``type:value``.
+
+        Identity tables and merge logs write identifiers as ``type:value`` or inside record
+        references (``stg_stripe__customers:cus_1a``); numbers only count in the typed form.
+        """
+        terms = [re.escape(v) for v in self.distinctive]
+        terms += [re.escape(f"{t}:{v}") for t, v in self.typed_ids if t != ANY_TYPE]
+        if not terms:
+            return None
+        edge = r"A-Za-z0-9_.@+\-"
+        return rf"(?:^|[^{edge}])(?:{'|'.join(terms)})(?:$|[^{edge}])"
+
     def email_regex(self) -> str | None:
         if not self.emails:
             return None
@@ -156,10 +169,6 @@ class Scanner:
         con.execute("create or replace temp table _forget_ids (id_type varchar, value varchar)")
         if self.target.typed_ids:
             con.executemany("insert into _forget_ids values (?, ?)", self.target.typed_ids)
-        con.execute("create or replace temp table _forget_distinctive (value varchar)")
-        if self.target.distinctive:
-            rows = [(v,) for v in self.target.distinctive]
-            con.executemany("insert into _forget_distinctive values (?)", rows)
         con.execute("create or replace temp table _forget_keys (key varchar, id_type varchar)")
         self._view_names: set[str] | None = None
 
@@ -217,14 +226,35 @@ class Scanner:
             )
         if not parts:
             return None
+        prefilter = self._prefilter("s.txt")
         for expr in self._holding_json(ref, json_candidates):
+            # only documents whose text could hold a target are taken apart
             parts.append(
-                f"select t.rowid as rid, j.key as k, j.atom ->> '$' as v from {ref} as t, "
-                f"json_tree(case when left(ltrim({expr}), 1) in ('{{', '[') "
-                f"and json_valid({expr}) then {expr} else '[]' end) as j "
-                f"where j.atom is not null and j.key is not null"
+                "select s.rid, j.key as k, j.atom ->> '$' as v from ("
+                f"select t.rowid as rid, {expr} as txt from {ref} as t "
+                f"where left(ltrim({expr}), 1) in ('{{', '[') and json_valid({expr})"
+                f") as s, json_tree(s.txt) as j "
+                f"where ({prefilter}) and j.atom is not null and j.key is not null"
             )
         return "\nunion all\n".join(parts)
+
+    def _prefilter(self, text: str) -> str:
+        """A cheap test that is true for every text holding a target (and some others).
+
+        Emails and ids appear verbatim (emails in any case); a phone in any format keeps its
+        last seven digits together once the non-digits are dropped.
+        """
+        terms = []
+        needles = sorted({*self.target.emails, *(v.lower() for _, v in self.target.typed_ids)})
+        if needles:
+            alternation = "|".join(re.escape(n) for n in needles)
+            terms.append(f"regexp_matches(lower({text}), {_lit(alternation)})")
+        if self.target.phones:
+            tails = "|".join(sorted({p[-7:] for p in self.target.phones}))
+            terms.append(
+                f"regexp_matches(regexp_replace({text}, '[^0-9]', '', 'g'), {_lit(tails)})"
+            )
+        return " or ".join(terms) or "false"
 
     def _holding_json(self, ref: str, exprs: list[str]) -> list[str]:
         """The text expressions that hold JSON objects or arrays in some row (probed on data)."""
@@ -243,9 +273,10 @@ class Scanner:
         if cells is None:
             return None
         self.con.execute("delete from _forget_keys")
-        self.con.executemany(
-            "insert into _forget_keys values (?, ?)", key_map(keys_of or table, self.extra_keys)
-        )
+        pairs = key_map(keys_of or table, self.extra_keys)
+        if pairs:
+            values = ", ".join(f"({_lit(k)}, {_lit(t)})" for k, t in pairs)
+            self.con.execute(f"insert into _forget_keys values {values}")
         conditions = []
         email_re = self.target.email_regex()
         if email_re:
@@ -260,14 +291,15 @@ class Scanner:
                 r"lambda x: not regexp_matches(x, '^\d{4}-\d\d-\d\d')), "
                 f"lambda x: cdp_phone_e164(x)), {phones})"
             )
-        if self.target.distinctive:
-            conditions.append("trim(c.v) in (select value from _forget_distinctive)")
+        token_re = self.target.token_regex()
+        if token_re:
+            conditions.append(f"regexp_matches(c.v, {_lit(token_re)})")
         selects = []
         if conditions:
-            selects.append(f"select c.rid from cells as c where {' or '.join(conditions)}")
+            selects.append(f"select c.rid from candidates as c where {' or '.join(conditions)}")
         if self.target.typed_ids:
             selects.append(
-                "select c.rid from cells as c "
+                "select c.rid from candidates as c "
                 "join _forget_keys as fk "
                 "on fk.key = replace(replace(lower(c.k), '_', ''), '-', '') "
                 "join _forget_ids as fi on fi.value = trim(c.v) "
@@ -276,7 +308,11 @@ class Scanner:
             )
         if not selects:
             return None
-        return f"with cells as ({cells})\n" + "\nunion\n".join(selects)
+        return (
+            f"with cells as ({cells}),\n"
+            f"candidates as materialized (select * from cells as c "
+            f"where {self._prefilter('c.v')})\n" + "\nunion\n".join(selects)
+        )
 
     def count(self, table: str) -> int:
         if table in self._views():

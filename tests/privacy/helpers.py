@@ -116,6 +116,8 @@ def cell_hits(t: Traces, key: str, text: str) -> set[str]:
     for ident in t.ids & tokens:
         if not ident.isdigit() or ID_KEY.search(key):
             found.add(f"id {ident}")
+        elif re.search(rf"(?<![\w.@+-])[a-z_]*id:{ident}(?![\w.@+-])", text):
+            found.add(f"id {ident}")  # written as type:value, as identity tables do
     return found
 
 

@@ -1,0 +1,202 @@
+"""``forget`` on a built warehouse: the person is gone from every table, with a receipt per step.
+
+The warehouse is the generator's company loaded raw and built by dbt, plus the operational
+tables other packages write (a quarantined record of the person, sync state naming them). The
+check is an independent scan of every cell of every table and view of every schema for every
+identifier the person's records carried, in each case and format the sources held.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from connectors.loader import Warehouse, connect
+from orchestration.demo.warehouse import load_raw
+from orchestration.privacy import forget, process_deletion_requests, submit_deletion_request
+from orchestration.privacy.normalize import parse_identifier
+from orchestration.privacy.resolve import resolve
+from reverse_etl.state import ensure_tables as ensure_sync_tables
+from tests.conftest import AS_OF, run_dbt
+from tests.privacy.helpers import clean_people, find_traces, person_traces
+
+VARS = json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")})
+
+
+def dbt_rebuild(db_path):
+    def rebuild(selection: list[str]) -> int:
+        run_dbt(db_path, "build", "--select", *selection, "--vars", VARS)
+        return 0
+
+    return rebuild
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, small_demo):
+    """A built warehouse, plus a quarantined record and sync state of the first clean person."""
+    db = tmp_path_factory.mktemp("forget") / "cdp.duckdb"
+    load_raw(db, small_demo)
+    run_dbt(db, "build", "--vars", VARS)
+    person = clean_people(small_demo)[0]
+    contact = small_demo.tables["hubspot.contacts"].filter(pl.col("_person_id") == person)
+    record = contact.drop("_person_id").row(0, named=True)
+    record = {k: str(v) for k, v in record.items()} | {"createdate": "yesterday-ish"}
+    with Warehouse(db) as wh:
+        wh.con.execute(
+            "insert into cdp.quarantine values ('hubspot', 'contacts', ?, 'bad createdate', "
+            "'b1', now())",
+            [json.dumps({"properties": record})],
+        )
+        wh.con.execute(
+            "insert into cdp.quarantine values ('hubspot', 'contacts', '{\"id\": \"x\"}', "
+            "'someone else', 'b1', now())"
+        )
+        ensure_sync_tables(wh.con)
+        email = record["email"].strip().lower()
+        customer = wh.con.execute(
+            "select customer_id from marts.customer_identifiers where id_value = ?", [email]
+        ).fetchone()[0]
+        wh.con.execute(
+            "insert into cdp.sync_runs (run_id, sync_name, destination, status, started_at) "
+            "values ('r1', 'hubspot_contacts', 'hubspot', 'success', now())"
+        )
+        wh.con.execute(
+            "insert into cdp.sync_state select 'hubspot_contacts', customer_id, md5(customer_id), "
+            "null, now() from marts.customers"
+        )
+    return db, person, customer
+
+
+@pytest.fixture
+def warehouse(built, tmp_path):
+    db, person, customer = built
+    copy = tmp_path / "cdp.duckdb"
+    shutil.copy(db, copy)
+    return copy, person, customer
+
+
+def _count(db, sql: str) -> int:
+    con = connect(db, read_only=True)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
+    warehouse, small_demo
+) -> None:
+    db, person, customer = warehouse
+    traces = person_traces(small_demo, person)
+    con = connect(db, read_only=True)
+    before = find_traces(con, traces)
+    con.close()
+    schemas = {k.split(".")[0] for k in before}
+    assert {"raw_app", "raw_events", "staging", "identity", "marts", "cdp"} <= schemas
+    raw_before = {t: _count(db, f"select count(*) from {t}") for t in traces.rows}
+    customers_before = _count(db, "select count(*) from marts.customers")
+
+    # the email as someone might type it: another case, padded
+    typed = "  " + sorted(traces.emails)[0].upper() + " "
+    receipt = forget(typed, db_path=db, destinations=False, rebuild=dbt_rebuild(db))
+
+    assert receipt.ok, receipt.describe()
+    con = connect(db, read_only=True)
+    assert find_traces(con, traces) == {}
+    # the person's rows went, nobody else's
+    for table, keys in traces.rows.items():
+        assert _count(db, f"select count(*) from {table}") == raw_before[table] - len(keys), table
+    assert _count(db, "select count(*) from marts.customers") == customers_before - 1
+    assert _count(db, "select count(*) from cdp.quarantine") == 1
+    assert _count(db, "select count(*) from cdp.sync_state") == customers_before - 1
+
+    audit = con.execute(
+        "select step, status, table_name, rows_affected, identifiers, detail "
+        'from cdp.privacy_audit where request_id = ? order by "at"',
+        [receipt.request_id],
+    ).fetchall()
+    steps = [row[0] for row in audit]
+    assert steps[0] == "resolve" and steps[-1] == "complete"
+    for step in ("suppress", "delete_rows", "scan", "destination", "rebuild", "verify"):
+        assert step in steps, step
+    deleted = {row[2]: row[3] for row in audit if row[0] == "delete_rows"}
+    for table, keys in traces.rows.items():
+        assert deleted[table] == len(keys), table
+    assert deleted["cdp.quarantine"] == 1 and deleted["marts.customers"] == 1
+    assert {row[1] for row in audit} <= {"ok", "skipped"}
+    # receipts name identifiers by hash only
+    listed = json.loads(audit[0][4])
+    assert listed and all(len(i.split(":")[1]) == 64 for i in listed)
+    suppressed = con.execute(
+        "select count(*) from cdp.suppression_list where request_id = ?", [receipt.request_id]
+    ).fetchone()[0]
+    assert suppressed >= 1 + len(traces.ids)  # email, phone and every id
+    request = con.execute(
+        "select status, identifier from cdp.deletion_requests where request_id = ?",
+        [receipt.request_id],
+    ).fetchone()
+    assert request == ("done", None)
+    con.close()
+
+
+def test_every_kind_of_identifier_resolves_to_the_same_person(warehouse, small_demo) -> None:
+    db, person, customer = warehouse
+    traces = person_traces(small_demo, person)
+    p = small_demo.people.filter(pl.col("_person_id") == person).row(0, named=True)
+    con = connect(db, read_only=True)
+    typed_forms = [
+        sorted(traces.emails)[0],
+        p["phone_digits"][:3] + "." + p["phone_digits"][3:6] + "." + p["phone_digits"][6:],
+        f"user_id:{p['user_id']}",
+        next(i for i in traces.ids if i.startswith("anon-")),
+        next(i for i in traces.ids if i.startswith("cus_")),
+        f"customer_id:{customer}",
+    ]
+    for form in typed_forms:
+        assert resolve(con, parse_identifier(form)).customer_ids == [customer], form
+    assert resolve(con, parse_identifier("nobody@nowhere.example")).customer_ids == []
+    con.close()
+
+
+def test_deletion_requests_from_table_and_file_are_processed_and_closed(
+    warehouse, small_demo, tmp_path
+) -> None:
+    db, *_ = warehouse
+    first, second = clean_people(small_demo)[1:3]
+    t1, t2 = person_traces(small_demo, first), person_traces(small_demo, second)
+    submit_deletion_request(sorted(t1.emails)[0], db)
+    request_file = tmp_path / "requests.jsonl"
+    request_file.write_text(
+        json.dumps({"identifier": sorted(t2.emails)[0]}) + "\n\nnobody@nowhere.example\n"
+    )
+    rebuilds: list[list[str]] = []  # the dbt rebuild itself is exercised by the test above
+
+    def rebuild(selection: list[str]) -> int:
+        rebuilds.append(selection)
+        return 0
+
+    receipts = process_deletion_requests(
+        db, files=[request_file], destinations=False, rebuild=rebuild
+    )
+    assert len(receipts) == 3 and all(r.ok for r in receipts)
+    assert request_file.read_text() == ""  # the raw identifiers do not linger on disk
+    con = connect(db, read_only=True)
+    rows = con.execute(
+        "select source, status, identifier from cdp.deletion_requests order by requested_at"
+    ).fetchall()
+    assert sorted(r[1] for r in rows) == ["done", "done", "not_found"]
+    assert all(r[2] is None for r in rows)
+    assert {r[0] for r in rows} == {"table", "file:requests.jsonl"}
+    assert find_traces(con, t1) == {} and find_traces(con, t2) == {}
+    # one rebuild served the batch, downstream of every raw table that lost rows
+    assert len(rebuilds) == 1
+    assert {f"source:{t}+" for t in (*t1.rows, *t2.rows)} <= set(rebuilds[0])
+    receipts_of_rebuild = con.execute(
+        "select count(*) from cdp.privacy_audit where step = 'rebuild' and status = 'ok'"
+    ).fetchone()[0]
+    assert receipts_of_rebuild == 3  # each request has its receipt of it
+    con.close()
+    assert process_deletion_requests(db, destinations=False, rebuild=None) == []
