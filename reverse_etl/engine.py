@@ -199,15 +199,19 @@ def _build_plan(con: duckdb.DuckDBPyConnection, sync: SyncConfig) -> None:
         if sync.mode == "mirror"
         else ""
     )
-    change = "" if sync.mode == "insert" else " or st.fields_hash <> s.fields_hash"
+    # never acknowledged (absent, or marked unknown before a send that got no answer): an add
+    never_acked = "st.row_key is null or (st.fields_hash = '' and st.dest_id is null)"
+    wanted = (
+        never_acked if sync.mode == "insert" else "st.fields_hash is distinct from s.fields_hash"
+    )
     con.execute(
         f"""
         create or replace temp table _plan as
         select *, row_number() over (partition by op order by row_key) as rn from (
-            select case when st.row_key is null then 'add' else 'change' end as op,
+            select case when {never_acked} then 'add' else 'change' end as op,
                    s.row_key, s.payload, s.fields_hash, st.dest_id
             from _src s left join _state st on st.row_key = s.row_key
-            where s.skip_reason is null and (st.row_key is null{change})
+            where s.skip_reason is null and ({wanted})
             {remove}
         )
         """

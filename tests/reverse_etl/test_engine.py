@@ -259,3 +259,37 @@ def test_slack_gets_one_readable_message_per_batch(warehouse, monkeypatch):
         run_sync(sync, db_path=warehouse)
         last = hook.slack_messages[-1]["text"]
         assert last.startswith("*test_slack*: 3 left") and all(e in last for e in gone)
+
+
+@pytest.mark.parametrize("mode", ["mirror", "insert"])
+def test_rows_in_flight_when_a_run_died_are_resent(warehouse, monkeypatch, mode):
+    """Rows marked unknown (a send with no recorded answer) go again; in mirror, leavers go."""
+    with WebhookReceiver(secret=SECRET) as hook:
+        _webhook(monkeypatch, hook)
+        sync = make_sync("webhook", mode=mode)
+        expected = expected_members(warehouse)
+        in_flight = sorted(expected)[:4]
+        # as a killed run leaves them: marked unknown, maybe received, never acknowledged
+        sql(
+            warehouse,
+            "create schema if not exists cdp; create table cdp.sync_state (sync_name varchar, "
+            "row_key varchar, fields_hash varchar, dest_id varchar, synced_at timestamp, "
+            "primary key (sync_name, row_key))",
+        )
+        sql(
+            warehouse,
+            "insert into cdp.sync_state select ?, unnest(?::varchar[]), '', null, now()",
+            [sync.name, in_flight],
+        )
+        hook.records["t"] = {k: expected[k] for k in in_flight[:2]}  # two had arrived
+        leaver = in_flight[0]
+        sql(warehouse, f"delete from {MODEL} where email = ?", [leaver])
+
+        result = run_sync(sync, db_path=warehouse)
+        held = hook.records["t"]
+        if mode == "mirror":
+            assert result.removed == 1 and leaver not in held
+            assert held == expected_members(warehouse)
+        else:  # insert: the never-acknowledged rows are inserted; one already arrived
+            assert set(held) == set(expected)
+            assert result.failed == 1  # in_flight[1]: "record already exists"
