@@ -10,7 +10,8 @@ synthetic 100k-customer snapshot, and prints:
 - profile lookup latency at 100k customers, in process and over HTTP (target p99 <= 50 ms).
 
 Sizes can be overridden: ``CDP_BENCH_COLLECTOR_CUSTOMERS`` (100000),
-``CDP_BENCH_COLLECTOR_BATCHES`` (600), ``CDP_BENCH_COLLECTOR_CLIENTS`` (8).
+``CDP_BENCH_COLLECTOR_BATCHES`` (600 per run), ``CDP_BENCH_COLLECTOR_CLIENTS`` (``2,8``: one
+throughput run per concurrency level).
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def bench_lookups(url: str, store: ProfileStore, n_customers: int, n: int = 2000
 def main() -> None:
     n_customers = _int_env("CDP_BENCH_COLLECTOR_CUSTOMERS", 100_000)
     batches = _int_env("CDP_BENCH_COLLECTOR_BATCHES", 600)
-    clients = _int_env("CDP_BENCH_COLLECTOR_CLIENTS", 8)
+    clients = [int(c) for c in (os.environ.get("CDP_BENCH_COLLECTOR_CLIENTS") or "2,8").split(",")]
+    acknowledged = 0
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
@@ -215,13 +217,15 @@ def main() -> None:
         with WebhookReceiver(secret="") as slack:
             proc, url = _start_collector(workdir, slack.url + "/services/T0/B0/bench")
             try:
-                t = bench_throughput(url, batches, clients)
-                print(
-                    f"collector: {t['events']} events in batches of 100 from {clients} clients, "
-                    f"fsynced before 200: {t['events_per_s']:,.0f} events/s "
-                    f"(target >= 5,000), request p50 {t['p50_ms']:.1f} ms, "
-                    f"p99 {t['p99_ms']:.1f} ms, non-200: {t['failures']}"
-                )
+                for n_clients in clients:
+                    t = bench_throughput(url, batches, n_clients)
+                    acknowledged += t["events"] - t["failures"] * 100
+                    print(
+                        f"collector: {t['events']} events in batches of 100 from {n_clients} "
+                        f"clients, fsynced before 200: {t['events_per_s']:,.0f} events/s "
+                        f"(target >= 5,000), request p50 {t['p50_ms']:.1f} ms, "
+                        f"p99 {t['p99_ms']:.1f} ms, non-200: {t['failures']}"
+                    )
                 high = [str(i) for i in range(1, n_customers + 1) if (i * 37) % 1000 >= HIGH_VALUE][
                     :100
                 ]
@@ -245,7 +249,7 @@ def main() -> None:
         stored = read_events(workdir / "events")
         print(
             f"durability check: {len(stored)} events in published files "
-            f"({batches * 100 + len(high)} acknowledged)"
+            f"({acknowledged + len(high)} acknowledged)"
         )
 
 

@@ -153,7 +153,7 @@ class Collector:
                 return _error(
                     401, "unauthorized", "a write key is required (basic auth user or writeKey)"
                 )
-            prepared = prepare(payload, endpoint_type)
+            prepared = prepare(payload, endpoint_type, len(body))
         except PayloadError as exc:
             return JSONResponse(exc.body(), exc.status)
         rejects = [

@@ -20,6 +20,8 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_WIRE_BYTES = 2 * MAX_BATCH_BYTES
 
 TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+# one compact encoder, built once: json.dumps with options builds a new one per call
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 # fields of a batch request that apply to every message in it (Segment merges them in)
 BATCH_SHARED = ("context", "integrations")
 
@@ -91,6 +93,11 @@ def parse_object(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise PayloadError(400, "invalid_json", "body must be a JSON object")
     return parsed
+
+
+def encode_line(document: Any) -> bytes:
+    """A document as one JSONL line, exactly as stored."""
+    return _COMPACT.encode(document).encode() + b"\n"
 
 
 def iso_now() -> str:
@@ -167,12 +174,16 @@ def enrich(
     return event
 
 
-def prepare(payload: dict[str, Any], endpoint_type: str | None) -> Prepared:
+def prepare(
+    payload: dict[str, Any], endpoint_type: str | None, body_bytes: int | None = None
+) -> Prepared:
     """Turn a request body into stored events; invalid messages are refused one by one.
 
     ``endpoint_type`` is the type named by the path (``/v1/track`` -> ``track``) or ``None`` for
-    ``/v1/batch``; the path decides the type as in Segment's API.
+    ``/v1/batch``; the path decides the type as in Segment's API. ``body_bytes`` (the
+    uncompressed body's size) lets a body too small to hold an oversize event skip measuring.
     """
+    measure = body_bytes is None or body_bytes > MAX_EVENT_BYTES
     received_at = iso_now()
     if endpoint_type is None:
         messages = payload.get("batch")
@@ -188,7 +199,7 @@ def prepare(payload: dict[str, Any], endpoint_type: str | None) -> Prepared:
         if not isinstance(message, dict):
             result.rejected.append(Rejected(index, "message must be a JSON object", message))
             continue
-        size = len(json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode())
+        size = len(_COMPACT.encode(message).encode()) if measure else 0
         if size > MAX_EVENT_BYTES:
             reason = f"event is {size} bytes, over the {MAX_EVENT_BYTES} byte limit"
             result.rejected.append(Rejected(index, reason, message))

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.serve.spec import encode_line
+
 log = logging.getLogger(__name__)
 
 OPEN_SUFFIX = ".jsonl.open"
@@ -84,10 +86,6 @@ class SeenIds:
         self._ids[message_id] = None
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
-
-
-def _encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def fsync_path(path: Path) -> None:
@@ -281,9 +279,9 @@ class EventLog:
                     result.duplicates += 1
                     continue
                 pending.add(message_id)
-                payload.append(_encode(event))
+                payload.append(encode_line(event))
                 result.stored.append(event)
-            rejected.extend(_encode(r) for r in item.rejects)
+            rejected.extend(encode_line(r) for r in item.rejects)
             results.append(result)
         try:
             if rejected:
