@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestration.serve import config
-from orchestration.serve.profiles import SnapshotReader
+from orchestration.serve.profiles import ProfileStore, SnapshotReader
 from orchestration.serve.spec import (
     MAX_WIRE_BYTES,
     PayloadError,
@@ -190,7 +190,7 @@ class Collector:
             return _error(401, "unauthorized", "a valid bearer token is required")
         return None
 
-    def store_or_error(self):
+    def store_or_error(self) -> tuple[ProfileStore | None, JSONResponse | None]:
         store = self.snapshot.store()
         if store is None:
             return None, _error(

@@ -53,7 +53,7 @@ class PricingDemo:
 def _sender(store: ProfileStore, cid: Any) -> dict[str, Any] | None:
     """How the customer's browser would identify itself: a user id or an anonymous id."""
     ids = {}
-    for row in store.profile(cid)["identifiers"]:
+    for row in store.identifiers_of(cid):
         ids.setdefault(row["id_type"], row["id_value"])
     for id_type in SENDER_TYPES:
         if id_type in ids:

@@ -208,6 +208,9 @@ class ProfileStore:
     def segments(self, cid: Any) -> list[dict[str, Any]]:
         return self._slice(self.memberships, self._membership_rows, cid)
 
+    def identifiers_of(self, cid: Any) -> list[dict[str, Any]]:
+        return self._slice(self.identifiers, self._identifier_rows, cid)
+
     def segment_names(self, cid: Any) -> set[str]:
         return {m["segment"] for m in self.segments(cid)}
 
@@ -240,7 +243,7 @@ class ProfileStore:
                 "attributes": attributes,
                 "traits": traits,
                 "segments": self.segments(cid),
-                "identifiers": self._slice(self.identifiers, self._identifier_rows, cid),
+                "identifiers": self.identifiers_of(cid),
                 "snapshot": {
                     "version": self.version.name,
                     "built_at": self.manifest.get("built_at"),
