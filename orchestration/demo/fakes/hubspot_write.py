@@ -10,7 +10,8 @@ a sync writes is what an ingest reads back. Shapes follow HubSpot's v3 docs:
 - ``GET /crm/v3/lists/object-type-id/0-1/name/{name}``, ``POST /crm/v3/lists`` (MANUAL lists),
   ``PUT /crm/v3/lists/{listId}/memberships/add|remove`` (record ids; missing ones are reported);
 - ``POST /crm/v3/objects/contacts/batch/read`` (by id or ``idProperty=email``);
-- ``DELETE /crm/v3/objects/contacts/{id}`` archives the contact (204).
+- ``DELETE /crm/v3/objects/contacts/{id}`` archives the contact (204);
+  ``POST /crm/v3/objects/contacts/gdpr-delete`` deletes it for good (by id or email).
 
 ``write_log`` records (time, operation, email) of every row write, for tests that check a row
 was not sent again after its batch was acknowledged.
@@ -224,6 +225,24 @@ class HubSpotWriteMixin:
             for members in self.list_members.values():
                 members.discard(contact["id"])
             self.write_log.append((time.time(), "archive", contact["properties"].get("email", "")))
+        return Response(204)
+
+    @route("POST", r"/crm/v3/objects/contacts/gdpr-delete")
+    def gdpr_delete(self, request: Request) -> Response:
+        """Permanent deletion (privacy requests): the contact and its list memberships go."""
+        body = request.json() or {}
+        key = str(body.get("objectId") or "")
+        if body.get("idProperty") == "email":
+            contact = self.contact_by_email(key)
+        else:
+            contact = self.contacts.get(key)
+        if contact is None:
+            return _error(404, f"Object not found. objectId={key}", "OBJECT_NOT_FOUND")
+        del self.contacts[contact["id"]]
+        self._indexed = -1  # the email index is rebuilt on the next lookup
+        for members in self.list_members.values():
+            members.discard(contact["id"])
+        self.write_log.append((time.time(), "gdpr_delete", contact["properties"].get("email", "")))
         return Response(204)
 
     # -- lists -------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ Follows Klaviyo's documented behaviour: ``Authorization: Klaviyo-API-Key <key>``
 upserts up to 10,000 profiles by email, optionally adding them to lists, answers 202 with a job
 whose failures are read from ``/import-errors``; list membership is changed with
 ``POST|DELETE /api/lists/{id}/relationships/profiles`` (at most 1,000 profile ids); profiles are
-filtered with ``filter=any(email,[...])``. Null attributes in a bulk import are ignored, as
-Klaviyo documents. Throttled requests get 429 with ``Retry-After``.
+filtered with ``filter=any(email,[...])``; ``POST /api/data-privacy-deletion-jobs`` deletes one.
+Null attributes in a bulk import are ignored, as Klaviyo documents. Throttled requests get 429
+with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -203,6 +204,31 @@ class KlaviyoFake(FakeServer):
             for pid in pids
         ]
         return self._page(request, items, "/api/profiles")
+
+    @route("POST", r"/api/data-privacy-deletion-jobs/?")
+    def request_deletion(self, request: Request) -> Response:
+        """Deletes one profile, found by email, phone_number or id (202, no body)."""
+        data = (request.json() or {}).get("data") or {}
+        profile = ((data.get("attributes") or {}).get("profile") or {}).get("data") or {}
+        attrs = profile.get("attributes") or {}
+        if data.get("type") != "data-privacy-deletion-job" or len(attrs) != 1:
+            return _errors(400, "invalid", "Invalid input.", "Give exactly one identifier.")
+        (field, value), pid = next(iter(attrs.items())), None
+        if field == "id":
+            pid = value if value in self.profiles else None
+        elif field == "email":
+            pid = self._by_email.get(str(value).strip().lower())
+        elif field == "phone_number":
+            pid = next(
+                (i for i, p in self.profiles.items() if p["attributes"].get(field) == value), None
+            )
+        if pid is not None:
+            email = self.profiles.pop(pid)["attributes"]["email"]
+            self._by_email.pop(email, None)
+            for lst in self.lists.values():
+                lst["profiles"].discard(pid)
+            self.write_log.append((time.time(), "privacy_delete", email))
+        return Response(202)
 
     @route("POST", r"/api/profile-bulk-import-jobs/?")
     def create_import_job(self, request: Request) -> Response:
