@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from orchestration import settings
@@ -319,7 +320,13 @@ def lookup(identifier: str, snapshot_dir: str | Path | None = None) -> dict[str,
         if snapshot_dir is not None or not db_path.exists():
             raise SnapshotMissing(f"no profile snapshot in {folder}: run `cdp build` first")
         log.info("no profile snapshot yet: exporting one from %s", db_path)
-        refresh(db_path, folder)
+        try:
+            refresh(db_path, folder)
+        except duckdb.IOException as exc:  # another process holds the write lock
+            raise SnapshotMissing(
+                f"no profile snapshot in {folder}, and the warehouse is busy ({exc}); "
+                "one is written after the running build"
+            ) from None
         reader.refresh_if_changed()
         store = reader.store()
     return store.lookup(identifier) if store is not None else None

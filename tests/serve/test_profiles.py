@@ -236,3 +236,33 @@ def test_profile_json_survives_awkward_column_types(tmp_path: Path) -> None:
     assert traits["avg_gap_days"] is None and traits["since_last_order"] == 3 * 86400
     assert traits["balance"] == 12.5 and traits["d"] == "2026-01-02"
     assert traits["nested"] == {"a": 1}
+
+
+def test_lookup_while_a_build_holds_the_warehouse_says_so(
+    cdp_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from orchestration.serve.snapshot import SnapshotMissing
+
+    build_marts(cdp_env, 5)
+    monkeypatch.setenv("CDP_SNAPSHOT_DIR", str(cdp_env.parent / "snapshot"))
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, sys; c = duckdb.connect({str(cdp_env)!r}); print('ok', flush=True); "
+            "sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ok"
+        with pytest.raises(SnapshotMissing, match="the warehouse is busy"):
+            lookup("person1@example.com")
+    finally:
+        writer.communicate("", timeout=10)
+    assert lookup("person1@example.com")["customer_id"] == "cus_0000001"
