@@ -10,6 +10,7 @@ around. Write routes (batch upsert, lists, deletes) are added by a mixin operati
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 from typing import Any
@@ -73,6 +74,7 @@ class HubSpotFake(FakeServer):
         self.contacts: dict[str, dict] = {}
         self.companies: dict[str, dict] = {}
         self._ids = itertools.count(90_000_001)
+        self._order: dict[str, tuple[int, list[tuple[int, str]], list[dict]]] = {}
 
     # -- building and mutating ---------------------------------------------------------------
     @classmethod
@@ -151,9 +153,22 @@ class HubSpotFake(FakeServer):
         return {**obj, "properties": {p: obj["properties"].get(p) for p in wanted}}
 
     @staticmethod
-    def _sorted_live(store: dict[str, dict]) -> list[dict]:
-        live = [o for o in store.values() if not o.get("archived")]
-        return sorted(live, key=lambda o: (len(str(o.get("id"))), str(o.get("id"))))
+    def _id_key(object_id: object) -> tuple[int, str]:
+        return (len(str(object_id)), str(object_id))
+
+    def _by_id(self, kind: str) -> tuple[list[tuple[int, str]], list[dict]]:
+        """Objects in id order with their sort keys, cached until objects are added or removed
+        (the write mixin adds contacts straight into the store, so the size is the check)."""
+        store = self.store(kind)
+        cached = self._order.get(kind)
+        if cached is None or cached[0] != len(store):
+            objects = sorted(store.values(), key=lambda o: self._id_key(o.get("id")))
+            cached = (len(store), [self._id_key(o.get("id")) for o in objects], objects)
+            self._order[kind] = cached
+        return cached[1], cached[2]
+
+    def _sorted_live(self, kind: str) -> list[dict]:
+        return [o for o in self._by_id(kind)[1] if not o.get("archived")]
 
     @route("GET", r"/crm/v3/objects/(?P<kind>contacts|companies)")
     def list_objects(self, request: Request) -> Response:
@@ -162,13 +177,20 @@ class HubSpotFake(FakeServer):
         if not 1 <= limit <= 100:
             return _error(400, "limit must be between 1 and 100", "VALIDATION_ERROR")
         props = [p for p in (request.arg("properties") or "").split(",") if p] or None
-        objects = self._sorted_live(self.store(kind))
+        keys, objects = self._by_id(kind)
         after = request.arg("after")
-        if after:
-            objects = [o for o in objects if (len(o["id"]), o["id"]) > (len(after), after)]
-        page = objects[:limit]
+        start = bisect.bisect_right(keys, self._id_key(after)) if after else 0
+        page: list[dict] = []
+        more = False
+        for obj in itertools.islice(objects, start, None):
+            if obj.get("archived"):
+                continue
+            if len(page) == limit:
+                more = True
+                break
+            page.append(obj)
         body: dict[str, Any] = {"results": [self._view(o, props, kind) for o in page]}
-        if len(objects) > limit:
+        if more:
             last = page[-1]["id"]
             body["paging"] = {
                 "next": {"after": last, "link": f"{self.url}{request.path}?after={last}"}
@@ -189,7 +211,7 @@ class HubSpotFake(FakeServer):
                 f"There was a problem with the request: paging beyond {self.search_cap} results",
                 "VALIDATION_ERROR",
             )
-        objects = [o for o in self._sorted_live(self.store(kind)) if self._matches(o, body)]
+        objects = [o for o in self._sorted_live(kind) if self._matches(o, body)]
         for sort in reversed(body.get("sorts") or []):
             prop = sort["propertyName"]
             objects.sort(

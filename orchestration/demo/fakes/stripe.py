@@ -7,6 +7,7 @@ Lists are newest first (``created`` descending), paged with ``limit`` (1 to 100)
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 from typing import Any
@@ -32,6 +33,8 @@ class StripeFake(FakeServer):
         self.customers: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}
         self._ids = itertools.count(0x900000)
+        self._version = 0
+        self._order: dict[str, tuple] = {}
 
     @classmethod
     def from_demo(cls, data: DemoData, **kwargs: Any) -> StripeFake:
@@ -59,6 +62,7 @@ class StripeFake(FakeServer):
         with self._lock:
             cid = fields.pop("id", None) or f"cus_{next(self._ids):x}"
             customer = self._customer({"id": cid, "created": _now(), **fields})
+            self._version += 1
             self.customers[cid] = customer
             return customer
 
@@ -77,6 +81,7 @@ class StripeFake(FakeServer):
                 "created": _now(),
                 **fields,
             }
+            self._version += 1
             self.charges[cid] = charge
             return charge
 
@@ -100,33 +105,50 @@ class StripeFake(FakeServer):
         status = self._rng.choice([500, 502, 503])
         return _error(status, "An unknown error occurred", "api_error")
 
+    def _newest_first(self, kind: str) -> tuple[list[dict], list[int], dict[str, int]]:
+        """Objects newest first (Stripe's list order), negated ``created`` values and each id's
+        position; cached until an object is added (tests that edit objects in place add none)."""
+        store = self.customers if kind == "customers" else self.charges
+        key = (len(store), self._version)
+        cached = self._order.get(kind)
+        if cached is None or cached[0] != key:
+            objects = sorted(
+                store.values(),
+                key=lambda o: (o.get("created") or 0, str(o.get("id"))),
+                reverse=True,
+            )
+            created = [-(o.get("created") or 0) for o in objects]
+            position = {o.get("id"): i for i, o in enumerate(objects)}
+            cached = (key, objects, created, position)
+            self._order[kind] = cached
+        return cached[1], cached[2], cached[3]
+
     @route("GET", r"/v1/(?P<kind>customers|charges)")
     def list_objects(self, request: Request) -> Response:
         kind = request.params["kind"]
         limit = int(request.arg("limit", "10"))
         if not 1 <= limit <= 100:
             return _error(400, "Invalid integer: limit must be between 1 and 100")
-        store = self.customers if kind == "customers" else self.charges
-        objects = sorted(
-            store.values(),
-            key=lambda o: (o.get("created") or 0, str(o.get("id"))),
-            reverse=True,
-        )
-        for op, test in (
-            ("gte", lambda a, b: a >= b),
-            ("gt", lambda a, b: a > b),
-            ("lte", lambda a, b: a <= b),
-            ("lt", lambda a, b: a < b),
-        ):
-            bound = request.arg(f"created[{op}]")
-            if bound is not None:
-                objects = [o for o in objects if test(o.get("created") or 0, int(bound))]
+        objects, created, position = self._newest_first(kind)
+        start, stop = 0, len(objects)
+        # ``created`` is descending: bounds are found by bisecting its negation
+        bounds = {
+            f"created[{op}]": request.arg(f"created[{op}]") for op in ("gte", "gt", "lte", "lt")
+        }
+        if bounds["created[gte]"] is not None:
+            stop = min(stop, bisect.bisect_right(created, -int(bounds["created[gte]"])))
+        if bounds["created[gt]"] is not None:
+            stop = min(stop, bisect.bisect_left(created, -int(bounds["created[gt]"])))
+        if bounds["created[lte]"] is not None:
+            start = max(start, bisect.bisect_left(created, -int(bounds["created[lte]"])))
+        if bounds["created[lt]"] is not None:
+            start = max(start, bisect.bisect_right(created, -int(bounds["created[lt]"])))
         after = request.arg("starting_after")
         if after:
-            ids = [o.get("id") for o in objects]
-            if after not in ids:
+            if after not in position:
                 return _error(400, f"No such {kind[:-1]}: '{after}'")
-            objects = objects[ids.index(after) + 1 :]
+            start = max(start, position[after] + 1)
+        objects = objects[start:stop] if start < stop else []
         return Response(
             200,
             {

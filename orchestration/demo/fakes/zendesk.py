@@ -11,6 +11,7 @@ of the last page is where the next export resumes: an item updated later is expo
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import itertools
 import os
@@ -59,6 +60,8 @@ class ZendeskFake(FakeServer):
         self.users: dict[int, dict] = {}
         self.tickets: dict[int, dict] = {}
         self._ids = itertools.count(95_000_001)
+        self._version = 0
+        self._order: dict[str, tuple] = {}
 
     @classmethod
     def from_demo(cls, data: DemoData, **kwargs: Any) -> ZendeskFake:
@@ -86,6 +89,7 @@ class ZendeskFake(FakeServer):
             item = self.store(kind)[item_id]
             item.update(fields)
             item["updated_at"] = zendesk_time(when or dt.datetime.now(dt.UTC))
+            self._version += 1
             return item
 
     def add(self, kind: str, when: dt.datetime | None = None, **fields: Any) -> dict:
@@ -96,6 +100,7 @@ class ZendeskFake(FakeServer):
             item.update(fields)
             item["updated_at"] = stamp
             self.store(kind)[item_id] = item
+            self._version += 1
             return item
 
     def update_user(self, user_id: int, **fields: Any) -> dict:
@@ -123,6 +128,19 @@ class ZendeskFake(FakeServer):
             {"Retry-After": str(self.retry_after_seconds)},
         )
 
+    def _in_export_order(self, kind: str) -> tuple[list[tuple[int, int]], list[dict]]:
+        """Items by ``(updated_at, id)``, cached until an item is added or updated."""
+        store = self.store(kind)
+        key = (len(store), self._version)
+        cached = self._order.get(kind)
+        if cached is None or cached[0] != key:
+            pairs = sorted(
+                ((_epoch(item.get("updated_at")), int(item["id"])), item) for item in store.values()
+            )
+            cached = (key, [p for p, _ in pairs], [item for _, item in pairs])
+            self._order[kind] = cached
+        return cached[1], cached[2]
+
     @route("GET", r"/api/v2/incremental/(?P<kind>users|tickets)/cursor\.json")
     def export(self, request: Request) -> Response:
         kind = request.params["kind"]
@@ -144,16 +162,12 @@ class ZendeskFake(FakeServer):
                     "description": "start_time or cursor is required",
                 },
             )
-        items = sorted(
-            (
-                ((_epoch(item.get("updated_at")), int(item["id"])), item)
-                for item in self.store(kind).values()
-            ),
-            key=lambda pair: pair[0],
+        positions, items = self._in_export_order(kind)
+        start = bisect.bisect_right(positions, position)
+        page = list(
+            zip(positions[start : start + per_page], items[start : start + per_page], strict=True)
         )
-        # a start_time includes items updated at that second; a cursor continues after its item
-        after = [(pos, item) for pos, item in items if pos > position]
-        page = after[:per_page]
+        end_of_stream = start + per_page >= len(items)
         last = page[-1][0] if page else position
         next_cursor = _encode(last)
         base = f"{self.url}{request.path}"
@@ -165,6 +179,6 @@ class ZendeskFake(FakeServer):
                 "after_url": f"{base}?cursor={next_cursor}",
                 "before_cursor": None,
                 "before_url": None,
-                "end_of_stream": len(after) <= per_page,
+                "end_of_stream": end_of_stream,
             },
         )
