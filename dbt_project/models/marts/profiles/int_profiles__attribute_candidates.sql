@@ -172,14 +172,25 @@ record_identifiers as (
 
 ),
 
+-- one row per (customer, identifier, source record model): an event stream repeats the same
+-- user_id on every event, and survivorship only needs the latest sighting and one record holding it
 identifier_candidates as (
 
-    select distinct r.*
+    select
+        r.customer_id,
+        r.attribute,
+        r.value,
+        r.source,
+        r.record_model,
+        max(r.record_key) as record_key,
+        max(r.observed_at) as observed_at
+
     from record_identifiers as r
     inner join identifiers as i
         on i.customer_id = r.customer_id
         and i.id_type = r.attribute
         and i.id_value = r.value
+    group by r.customer_id, r.attribute, r.value, r.source, r.record_model
 
 ),
 
