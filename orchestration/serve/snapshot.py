@@ -145,11 +145,14 @@ def refresh(
     con: duckdb.DuckDBPyConnection | None = None,
     schema: str = "marts",
     events_per_customer: int = DEFAULT_EVENTS_PER_CUSTOMER,
+    keep_versions: int = KEEP_VERSIONS,
 ) -> Path:
     """Export the serving marts of ``db_path`` into a new snapshot version; returns its folder.
 
     Opens the warehouse read-only (pass ``con`` to reuse a connection the caller already holds,
     e.g. the pipeline's writer, since DuckDB refuses a second connection of another mode).
+    ``keep_versions=1`` drops every older version at once (after a privacy deletion, so the
+    forgotten person's data does not linger in the previous snapshot).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,7 @@ def refresh(
         if own and con is not None:
             con.close()
     _switch(out, version.name)
-    _prune(out, keep=version.name)
+    _prune(out, keep=version.name, versions_kept=keep_versions)
     log.info("profile snapshot %s: %s", version.name, counts)
     return version
 
@@ -191,9 +194,9 @@ def _switch(out: Path, version_name: str) -> None:
     fsync_path(out)
 
 
-def _prune(out: Path, keep: str) -> None:
+def _prune(out: Path, keep: str, versions_kept: int) -> None:
     versions = sorted(p for p in out.glob("v-*") if p.is_dir())
-    for old in versions[:-KEEP_VERSIONS]:
+    for old in versions[: -max(1, versions_kept)]:
         if old.name != keep:
             shutil.rmtree(old, ignore_errors=True)
     for stale in out.glob(".tmp-*"):

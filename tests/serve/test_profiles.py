@@ -266,3 +266,17 @@ def test_lookup_while_a_build_holds_the_warehouse_says_so(
     finally:
         writer.communicate("", timeout=10)
     assert lookup("person1@example.com")["customer_id"] == "cus_0000001"
+
+
+def test_refresh_after_a_deletion_can_drop_every_older_version(tmp_path: Path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    build_marts(db_path, 5)
+    first = refresh(db_path, tmp_path / "snap")
+    con = duckdb.connect(str(db_path))
+    con.execute("delete from marts.customers where customer_id = 'cus_0000003'")
+    con.execute("delete from marts.customer_identifiers where customer_id = 'cus_0000003'")
+    con.close()
+    latest = refresh(db_path, tmp_path / "snap", keep_versions=1)
+    assert not first.exists()
+    assert [p.name for p in (tmp_path / "snap").glob("v-*")] == [latest.name]
+    assert lookup("person3@example.com", tmp_path / "snap") is None
