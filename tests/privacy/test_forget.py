@@ -24,11 +24,13 @@ from tests.conftest import AS_OF, run_dbt
 from tests.privacy.helpers import clean_people, find_traces, person_traces
 
 VARS = json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")})
+# models only: the project's own data and unit tests run in tests/test_dbt_project.py
+MODELS_ONLY = ("--exclude-resource-type", "test", "--exclude-resource-type", "unit_test")
 
 
 def dbt_rebuild(db_path):
     def rebuild(selection: list[str]) -> int:
-        run_dbt(db_path, "build", "--select", *selection, "--vars", VARS)
+        run_dbt(db_path, "build", "--select", *selection, *MODELS_ONLY, "--vars", VARS)
         return 0
 
     return rebuild
@@ -39,7 +41,7 @@ def built(tmp_path_factory, small_demo):
     """A built warehouse, plus a quarantined record and sync state of the first clean person."""
     db = tmp_path_factory.mktemp("forget") / "cdp.duckdb"
     load_raw(db, small_demo)
-    run_dbt(db, "build", "--vars", VARS)
+    run_dbt(db, "build", *MODELS_ONLY, "--vars", VARS)
     person = clean_people(small_demo)[0]
     contact = small_demo.tables["hubspot.contacts"].filter(pl.col("_person_id") == person)
     record = contact.drop("_person_id").row(0, named=True)
