@@ -292,6 +292,47 @@ def test_segment_members_match_recomputed_conditions(built, small_demo, rc) -> N
     )
 
 
+def test_rfm_and_pricing_segments_match_recomputed_conditions(built, small_demo, rc) -> None:
+    members = truth.query(built, "select segment, customer_id from marts.segment_memberships")
+
+    def of(segment: str) -> set[str]:
+        return set(members.filter(pl.col("segment") == segment)["customer_id"])
+
+    buyers = truth.order_traits(small_demo, rc).filter(pl.col("order_count") > 0)
+    scores = {}
+    for score, column in [
+        ("r", "last_order_at"),
+        ("f", "order_count"),
+        ("m", "lifetime_value"),
+    ]:
+        ranked = buyers.sort([column, "customer_id"])
+        scores[score] = dict(zip(ranked["customer_id"], truth.ntile(ranked.height, 5), strict=True))
+    at_risk = {
+        c
+        for c in buyers["customer_id"]
+        if scores["r"][c] <= 2 and (scores["f"][c] >= 3 or scores["m"][c] >= 3)
+    }
+    assert at_risk and of("at_risk_customers") == at_risk
+
+    users = truth.customer_of(
+        rc, "stg_app__users", truth.naive(small_demo.tables["app.users"]), "id"
+    )
+    trial = set(users.filter(pl.col("plan") == "trial")["customer_id"])
+    events = truth.customer_of(
+        rc, "stg_events__events", truth.naive(small_demo.tables["events.events"]), "message_id"
+    )
+    month_ago = NOW - dt.timedelta(days=30)
+    pricing = set(
+        events.filter(
+            (pl.col("type") == "page")
+            & (pl.col("page_path") == "/pricing")
+            & (pl.col("timestamp") > month_ago)
+            & (pl.col("timestamp") <= NOW)
+        )["customer_id"]
+    )
+    assert trial & pricing and of("trial_users_visited_pricing") == trial & pricing
+
+
 def test_survivorship_rules_are_declared_once(built) -> None:
     rules = truth.query(built, "select * from marts.survivorship_rules")
     survived = truth.query(
