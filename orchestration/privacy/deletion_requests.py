@@ -24,6 +24,7 @@ from orchestration.privacy.forget import (
     Rebuild,
     close_request,
     dbt_rebuild,
+    refresh_snapshot,
     run_rebuild,
 )
 from orchestration.privacy.normalize import sha256_hex
@@ -130,6 +131,8 @@ def process_deletion_requests(
             continue
         jobs.append(job)
     run_rebuild(jobs, dbt_rebuild(path) if rebuild is _DEFAULT else rebuild)  # type: ignore[arg-type]
+    if jobs:
+        refresh_snapshot(jobs, path)
     for job in jobs:
         job.verify()
         receipt = job.finish()

@@ -8,8 +8,9 @@ The steps, each leaving rows in ``cdp.privacy_audit`` under one request id:
    hold one of them: one receipt per table touched. Steps 1-3 commit in one transaction;
 4. destination: a deletion call per vendor and identifier, with the vendor's answer;
 5. rebuild: ``dbt build`` of everything downstream of the touched sources;
-6. verify: a fresh scan of every table and view; the count of rows still holding them;
-7. complete: the outcome.
+6. snapshot: the profile snapshot the collector serves is re-exported, older versions removed;
+7. verify: a fresh scan of every table and view; the count of rows still holding them;
+8. complete: the outcome.
 
 The audit holds ``type:sha256`` of identifiers, never their values, so it survives the scan.
 """
@@ -302,6 +303,35 @@ class ForgetJob:
 _DEFAULT = object()
 
 
+def snapshot_dir(db_path: Path) -> Path:
+    """Where the serving side's profile snapshot lives (the serve package's default)."""
+    configured = os.environ.get("CDP_SNAPSHOT_DIR", "").strip()
+    return Path(configured) if configured else db_path.parent / "snapshot"
+
+
+def refresh_snapshot(jobs: Sequence[ForgetJob], db_path: Path) -> None:
+    """Re-export the profile snapshot the collector serves, dropping every older version.
+
+    The snapshot is a copy of the marts outside the warehouse: without this the profile API
+    would keep answering for a forgotten person until the next pipeline run.
+    """
+    out = snapshot_dir(db_path)
+    if not (out / "current").exists():
+        for job in jobs:
+            job._record([job._entry("snapshot", status="skipped", detail="no profile snapshot")])
+        return
+    try:
+        from orchestration.serve.snapshot import refresh
+
+        version = refresh(db_path, out, keep_versions=1)
+        status, detail = "ok", f"profile snapshot re-exported as {version.name}, older removed"
+    except Exception as exc:
+        log.exception("profile snapshot refresh after forget failed")
+        status, detail = "failed", f"{type(exc).__name__}: {exc}"[:300]
+    for job in jobs:
+        job._record([job._entry("snapshot", status=status, detail=detail)])
+
+
 def run_rebuild(jobs: Sequence[ForgetJob], rebuild: Rebuild | None) -> None:
     """One rebuild for a batch of jobs; each job's audit gets the outcome."""
     selection = sorted({s for job in jobs for s in job.rebuild_selection()})
@@ -335,6 +365,8 @@ def forget(
     from the environment; ``destinations=False`` calls none.
     """
     path = Path(db_path) if db_path is not None else settings.duckdb_path()
+    if not path.exists():
+        raise FileNotFoundError(f"no warehouse at {path}: nothing to forget there")
     job = ForgetJob(path, identifier, request_id)
     record_request(path, job, source="cli")
     job.erase_warehouse()
@@ -343,6 +375,7 @@ def forget(
     else:
         job._record([job._entry("destination", status="skipped", detail="not requested")])
     run_rebuild([job], dbt_rebuild(path) if rebuild is _DEFAULT else rebuild)  # type: ignore[arg-type]
+    refresh_snapshot([job], path)
     job.verify()
     receipt = job.finish()
     close_request(path, job.request_id, receipt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -19,6 +20,8 @@ from orchestration.demo.warehouse import load_raw
 from orchestration.privacy import forget, process_deletion_requests, submit_deletion_request
 from orchestration.privacy.normalize import parse_identifier
 from orchestration.privacy.resolve import resolve
+from orchestration.serve.profiles import lookup
+from orchestration.serve.snapshot import refresh
 from reverse_etl.state import ensure_tables as ensure_sync_tables
 from tests.conftest import AS_OF, run_dbt
 from tests.privacy.helpers import clean_people, find_traces, person_traces
@@ -99,6 +102,11 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     schemas = {k.split(".")[0] for k in before}
     assert {"raw_app", "raw_events", "staging", "identity", "marts", "cdp"} <= schemas
     raw_before = {t: _count(db, f"select count(*) from {t}") for t in traces.rows}
+    # the collector serves profiles from a snapshot of the marts: it must forget them too
+    snapshots = db.parent / "snapshot"
+    refresh(db, snapshots)
+    refresh(db, snapshots)
+    assert lookup(sorted(traces.emails)[0], snapshots) is not None
     customers_before = _count(db, "select count(*) from marts.customers")
 
     # the email as someone might type it: another case, padded
@@ -108,6 +116,14 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     assert receipt.ok, receipt.describe()
     con = connect(db, read_only=True)
     assert find_traces(con, traces) == {}
+    assert lookup(sorted(traces.emails)[0], snapshots) is None
+    versions = [p for p in snapshots.glob("v-*") if p.is_dir()]
+    assert len(versions) == 1  # no older version keeps them
+    files = duckdb.connect()
+    for parquet in versions[0].glob("*.parquet"):
+        files.execute(f"create view \"{parquet.stem}\" as from read_parquet('{parquet}')")
+    assert files.execute("select count(*) from customers").fetchone()[0] == customers_before - 1
+    assert find_traces(files, traces) == {}
     # the person's rows went, nobody else's
     for table, keys in traces.rows.items():
         assert _count(db, f"select count(*) from {table}") == raw_before[table] - len(keys), table
@@ -122,7 +138,7 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     ).fetchall()
     steps = [row[0] for row in audit]
     assert steps[0] == "resolve" and steps[-1] == "complete"
-    for step in ("suppress", "delete_rows", "scan", "destination", "rebuild", "verify"):
+    for step in ("suppress", "delete_rows", "scan", "destination", "rebuild", "snapshot", "verify"):
         assert step in steps, step
     deleted = {row[2]: row[3] for row in audit if row[0] == "delete_rows"}
     for table, keys in traces.rows.items():
