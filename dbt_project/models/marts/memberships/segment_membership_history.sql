@@ -72,7 +72,7 @@ entries as (
 
 ),
 
-changes as (
+final as (
 
     select * from exits
     union all
@@ -80,4 +80,4 @@ changes as (
 
 )
 
-select * from changes
+select * from final
