@@ -218,3 +218,50 @@ def test_deletion_requests_from_table_and_file_are_processed_and_closed(
     assert receipts_of_rebuild == 3  # each request has its receipt of it
     con.close()
     assert process_deletion_requests(db, destinations=False, rebuild=None) == []
+
+
+def test_consent_ledger_keeps_every_decision_and_the_profile_the_latest(built, small_demo) -> None:
+    """Issue 8's ledger contract, checked on the profiles package's model."""
+    db, *_ = built
+    con = connect(db, read_only=True)
+    incomplete = con.execute(
+        "select count(*) from marts.consent_ledger where customer_id is null or purpose is null "
+        "or channel is null or granted is null or decided_at is null or source is null"
+    ).fetchone()[0]
+    assert incomplete == 0
+    assert {
+        r[0] for r in con.execute("select distinct source from marts.consent_ledger").fetchall()
+    } == {
+        "app",
+        "hubspot",
+        "events",
+    }
+    # every consent event of the sources is a decision per purpose it names (email and sms)
+    events = small_demo.tables["events.events"].filter(pl.col("event") == "Consent Updated")
+    from_events = con.execute(
+        "select count(*) from marts.consent_ledger where source = 'events'"
+    ).fetchone()[0]
+    assert from_events == 2 * events.height
+    # every product account and CRM contact with a recorded choice is a decision
+    users = small_demo.tables["app.users"]
+    contacts = small_demo.tables["hubspot.contacts"]
+    by_source = dict(
+        con.execute("select source, count(*) from marts.consent_ledger group by 1").fetchall()
+    )
+    assert by_source["app"] == users["marketing_opt_in"].drop_nulls().len()
+    assert by_source["hubspot"] == contacts["hs_email_optout"].drop_nulls().len()
+    # the profile carries the latest decision per purpose (no decision: no consent)
+    mismatched = con.execute(
+        """
+        with latest as (
+            select customer_id, granted,
+                   row_number() over (partition by customer_id order by decided_at desc) as n
+            from marts.consent_ledger where purpose = 'email_marketing'
+        )
+        select count(*) from marts.customers as c
+        left join latest as l on l.customer_id = c.customer_id and l.n = 1
+        where c.email_marketing_consent is distinct from coalesce(l.granted, false)
+        """
+    ).fetchone()[0]
+    assert mismatched == 0
+    con.close()
