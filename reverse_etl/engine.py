@@ -438,8 +438,8 @@ def run_sync(
         dest: Destination | None = build(sync)
         skip_message = None
     except MissingCredentials as exc:
-        dest, skip_message = None, f"skipped: {exc}"
-        log.warning("sync %s %s", sync.name, skip_message)
+        dest, skip_message = None, str(exc)
+        log.warning("sync %s skipped: %s", sync.name, skip_message)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     con = connect(path)

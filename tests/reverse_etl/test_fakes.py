@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import requests
 
@@ -86,8 +87,13 @@ def test_mailchimp_limits_connections_and_permanent_deletion():
 
         original = fake.get_segments
 
-        def held_open(request):  # keep each connection busy so they overlap
-            threading.Event().wait(0.3)
+        first = threading.Event()
+
+        def held_open(request):  # keep the first connection busy until the others pile up
+            deadline = time.monotonic() + (0 if first.is_set() else 5)
+            first.set()
+            while fake.max_concurrent_seen <= 10 and time.monotonic() < deadline:
+                time.sleep(0.01)
             return original(request)
 
         fake._routes = [held_open if r == original else r for r in fake._routes]
