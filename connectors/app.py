@@ -113,7 +113,10 @@ class AppConnector(Connector):
                     self._con = psycopg.connect(self.url, autocommit=True)
                 else:
                     path = self.url.removeprefix("sqlite:///")
-                    self._con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                    # read in the ingest's reader thread, closed from the caller's
+                    self._con = sqlite3.connect(
+                        f"file:{path}?mode=ro", uri=True, check_same_thread=False
+                    )
             except Exception as exc:
                 # driver messages can echo the DSN; name the variable, not its value
                 raise ConnectorError(

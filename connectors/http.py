@@ -100,6 +100,9 @@ class HttpClient:
         self.session.headers.update({"Accept": "application/json", **(headers or {})})
         if auth:
             self.session.auth = auth
+        # proxies from the environment resolved once, not re-read on every request
+        self.session.trust_env = False
+        self.session.proxies = requests.utils.get_environ_proxies(self.base_url)
         self._rng = random.Random()
 
     def close(self) -> None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 import time
 import uuid
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors import settings
-from connectors.base import Connector, ConnectorError, NotConfigured
+from connectors.base import Connector, ConnectorError, NotConfigured, Page
 from connectors.loader import Warehouse
 from connectors.registry import SOURCES
 
@@ -108,6 +111,59 @@ def _run_source(
     return results
 
 
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetch(pages: Iterator[Page], depth: int = 4) -> Generator[Page, None, None]:
+    """Read the next pages in a thread while the current batch is loaded.
+
+    Fetching (network, JSON) and loading (DuckDB, which releases the GIL) then overlap. Order is
+    kept, so cursors still commit in sequence; a reader error arrives after the pages read
+    before it. Closing the generator stops the reader at its next page.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_Failed(exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=reader, name="ingest-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 def _run_stream(
     wh: Warehouse, run_id: str, connector: Connector, source: str, stream: str
 ) -> tuple[StreamResult, bool]:
@@ -134,8 +190,9 @@ def _run_stream(
         result.rows_suppressed += figures.suppressed
         pending, rejects, pending_state, dirty = [], [], None, False
 
+    pages = prefetch(connector.read(stream, wh.get_state(source, stream)))
     try:
-        for page in connector.read(stream, wh.get_state(source, stream)):
+        for page in pages:
             result.pages += 1
             result.rows_read += len(page.records) + len(page.rejects)
             pending.extend(page.records)
@@ -153,6 +210,7 @@ def _run_stream(
         else:
             result.message = f"{type(exc).__name__}: {exc}"
         log.error("%s.%s failed: %s", source, stream, result.message)
+        pages.close()
         # pages read before the failure are whole, each with a valid cursor: keep the progress
         try:
             flush()

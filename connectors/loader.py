@@ -162,8 +162,8 @@ class Warehouse:
         existing = {
             r[0]
             for r in self.con.execute(
-                "select column_name from information_schema.columns "
-                "where table_catalog = 'warehouse' and table_schema = ? and table_name = ?",
+                "select column_name from duckdb_columns() "
+                "where database_name = 'warehouse' and schema_name = ? and table_name = ?",
                 [schema, spec.name],
             ).fetchall()
         }
@@ -223,8 +223,7 @@ class Warehouse:
             con.execute("rollback")
             raise
         finally:
-            for name in ("_batch", "_stage", "_good"):
-                con.execute(f"drop table if exists temp.{name}")
+            con.execute("drop table if exists temp._stage")
             try:
                 con.unregister("_arrow")
             except duckdb.Error:
@@ -242,23 +241,13 @@ class Warehouse:
             }
         )
         con.register("_arrow", arrow)
-        con.execute(
-            "create temp table _batch as select _ord, cast(_record as varchar) as _record, "
-            "case when json_valid(_record) then json_type(_record) = 'OBJECT' else false end "
-            "as _ok from _arrow"
-        )
         batch, src, strm = _sql_str(batch_id), _sql_str(source), _sql_str(spec.name)
-        quarantined = con.execute(
-            f"insert into cdp.quarantine select {src}, {strm}, _record, "
-            "case when json_valid(_record) then 'not a JSON object' else 'invalid JSON' end, "
-            f"{batch}, {_NOW} from _batch where not _ok"
-        ).fetchone()[0]
-
         scalar = [c for c in spec.columns if c.kind != "json"]
         paths = ", ".join(_sql_str(c.json_path) for c in scalar)
         raw_cols = ", ".join(f"_v[{i + 1}] as {q(c.name + '__raw')}" for i, c in enumerate(scalar))
         typed_cols = ", ".join(
-            f"json_extract(_record, {_sql_str(c.json_path)})::varchar as {q(c.name)}"
+            f"case when _ok then json_extract(_record, {_sql_str(c.json_path)})::varchar end "
+            f"as {q(c.name)}"
             if c.kind == "json"
             else f"{_typed(c, q(c.name + '__raw'))} as {q(c.name)}"
             for c in spec.columns
@@ -271,35 +260,43 @@ class Warehouse:
             for c in scalar
             if c.kind != "varchar"
         ]
+        # one pass: parse check, extraction (only of parsed objects), typing, reasons
         con.execute(
             f"""create temp table _stage as
-            with extracted as (
-                select _ord, _record, json_extract_string(_record, [{paths}]) as _v
-                from _batch where _ok
+            with parsed as (
+                select _ord, cast(_record as varchar) as _record,
+                    json_valid(_record) as _valid,
+                    case when json_valid(_record) then json_type(_record) = 'OBJECT'
+                        else false end as _ok
+                from _arrow
             ),
-            typed as (select _ord, _record, {raw_cols} from extracted)
+            extracted as (
+                select *, case when _ok then json_extract_string(_record, [{paths}]) end as _v
+                from parsed
+            ),
+            typed as (select _ord, _record, _valid, _ok, {raw_cols} from extracted)
             select _ord, _record, {typed_cols},
-                nullif(concat_ws('; ', {", ".join(checks)}), '') as _reason
+                case when not _valid then 'invalid JSON'
+                    when not _ok then 'not a JSON object'
+                    else nullif(concat_ws('; ', {", ".join(checks)}), '') end as _reason
             from typed"""
         )
-        quarantined += con.execute(
+        quarantined = con.execute(
             f"insert into cdp.quarantine select {src}, {strm}, _record, _reason, {batch}, {_NOW} "
             "from _stage where _reason is not null"
         ).fetchone()[0]
 
+        # from here _stage is whittled down to the rows to write (deletes copy nothing)
+        con.execute("delete from _stage where _reason is not null")
         suppressed_sql = self._suppression_filter(spec)
         suppressed = 0
-        keep = "_reason is null"
         if suppressed_sql:
-            suppressed = con.execute(
-                f"select count(*) from _stage where _reason is null and {suppressed_sql}"
-            ).fetchone()[0]
-            keep += f" and not {suppressed_sql}"
+            suppressed = con.execute(f"delete from _stage where {suppressed_sql}").fetchone()[0]
         # one version per key in a batch: the latest for records that change, the first for events
-        order = "desc" if spec.on_conflict == "replace" else "asc"
+        pick = "max" if spec.on_conflict == "replace" else "min"
         con.execute(
-            f"create temp table _good as select * from _stage where {keep} "
-            f"qualify row_number() over (partition by {q(pk)} order by _ord {order}) = 1"
+            f"delete from _stage where _ord not in "
+            f"(select {pick}(_ord) from _stage group by {q(pk)})"
         )
         table = self.table(source, spec)
         names = ", ".join(q(c.name) for c in spec.columns)
@@ -307,16 +304,16 @@ class Warehouse:
             # a record re-read unchanged (cursor ties, resumed pages) is not loaded again: its
             # _loaded_at and _batch_id keep saying when it really arrived
             con.execute(
-                f"delete from _good where exists (select 1 from {table} as t "
-                f"where t.{q(pk)} = _good.{q(pk)} and t._record = _good._record)"
+                f"delete from _stage where exists (select 1 from {table} as t "
+                f"where t.{q(pk)} = _stage.{q(pk)} and t._record = _stage._record)"
             )
-            con.execute(f"delete from {table} where {q(pk)} in (select {q(pk)} from _good)")
+            con.execute(f"delete from {table} where {q(pk)} in (select {q(pk)} from _stage)")
             where = ""
         else:
             where = f"where {q(pk)} not in (select {q(pk)} from {table} where {q(pk)} is not null)"
         loaded = con.execute(
             f"insert into {table} ({names}, _record, _loaded_at, _batch_id) "
-            f"select {names}, _record, {_NOW}, {batch} from _good {where}"
+            f"select {names}, _record, {_NOW}, {batch} from _stage {where}"
         ).fetchone()[0]
         return BatchFigures(loaded=loaded, quarantined=quarantined, suppressed=suppressed)
 

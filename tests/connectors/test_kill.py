@@ -79,13 +79,13 @@ def kill_and_rerun(source: str, db_path: Path, total: int, seed: int) -> list[in
     """Kill runs at random moments, ``KILLS_PER_SOURCE`` times or more, then let one finish.
 
     The moments are random within a window that adapts to the machine's speed (wider after a
-    kill before the first commit, narrower after a run that ended first), until at least one
+    kill before the first commit, narrower after one past the last), until at least one
     kill has landed mid-load. Returns the rows committed at each kill.
     """
     rng = random.Random(seed)
-    window = 0.5
+    window = 0.3
     progress: list[int] = []
-    for _ in range(4 * KILLS_PER_SOURCE):
+    for _ in range(6 * KILLS_PER_SOURCE):
         if len(progress) >= KILLS_PER_SOURCE and any(0 < p < total for p in progress):
             break
         proc = _start(source)
@@ -98,7 +98,9 @@ def kill_and_rerun(source: str, db_path: Path, total: int, seed: int) -> list[in
             continue
         progress.append(_loaded(db_path, source))
         if progress[-1] == 0:
-            window *= 1.5
+            window *= 1.5  # killed before the first commit
+        elif progress[-1] >= total:
+            window /= 1.5  # killed after the last one
     final = _start(source)
     final.join(timeout=60)
     assert final.exitcode == 0, f"the run after the kills failed ({source})"

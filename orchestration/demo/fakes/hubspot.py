@@ -15,6 +15,8 @@ import datetime as dt
 import itertools
 from typing import Any
 
+import orjson
+
 from orchestration.demo.fakes.base import FakeServer, Request, Response, route
 from orchestration.demo.generator import DemoData
 from orchestration.demo.sources import vendor_rows
@@ -195,7 +197,7 @@ class HubSpotFake(FakeServer):
             body["paging"] = {
                 "next": {"after": last, "link": f"{self.url}{request.path}?after={last}"}
             }
-        return Response(200, body)
+        return Response(200, orjson.dumps(body))  # orjson: the fake must not be the bottleneck
 
     @route("POST", r"/crm/v3/objects/(?P<kind>contacts|companies)/search")
     def search(self, request: Request) -> Response:
@@ -225,7 +227,7 @@ class HubSpotFake(FakeServer):
         }
         if offset + limit < len(objects):
             out["paging"] = {"next": {"after": str(offset + limit)}}
-        return Response(200, out)
+        return Response(200, orjson.dumps(out))
 
     @staticmethod
     def _sort_value(obj: dict, prop: str) -> tuple:

@@ -12,6 +12,8 @@ import datetime as dt
 import itertools
 from typing import Any
 
+import orjson
+
 from orchestration.demo.fakes.base import FakeServer, Request, Response, route
 from orchestration.demo.generator import DemoData
 from orchestration.demo.sources import vendor_rows
@@ -149,15 +151,13 @@ class StripeFake(FakeServer):
                 return _error(400, f"No such {kind[:-1]}: '{after}'")
             start = max(start, position[after] + 1)
         objects = objects[start:stop] if start < stop else []
-        return Response(
-            200,
-            {
-                "object": "list",
-                "url": f"/v1/{kind}",
-                "has_more": len(objects) > limit,
-                "data": objects[:limit],
-            },
-        )
+        body = {
+            "object": "list",
+            "url": f"/v1/{kind}",
+            "has_more": len(objects) > limit,
+            "data": objects[:limit],
+        }
+        return Response(200, orjson.dumps(body))  # orjson: the fake must not be the bottleneck
 
     @route("GET", r"/v1/.*")
     def unknown(self, request: Request) -> Response:

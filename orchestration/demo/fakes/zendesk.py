@@ -17,6 +17,8 @@ import itertools
 import os
 from typing import Any
 
+import orjson
+
 from orchestration.demo.fakes.base import FakeServer, Request, Response, route
 from orchestration.demo.generator import DemoData
 from orchestration.demo.sources import vendor_rows
@@ -171,14 +173,12 @@ class ZendeskFake(FakeServer):
         last = page[-1][0] if page else position
         next_cursor = _encode(last)
         base = f"{self.url}{request.path}"
-        return Response(
-            200,
-            {
-                kind: [item for _, item in page],
-                "after_cursor": next_cursor,
-                "after_url": f"{base}?cursor={next_cursor}",
-                "before_cursor": None,
-                "before_url": None,
-                "end_of_stream": end_of_stream,
-            },
-        )
+        body = {
+            kind: [item for _, item in page],
+            "after_cursor": next_cursor,
+            "after_url": f"{base}?cursor={next_cursor}",
+            "before_cursor": None,
+            "before_url": None,
+            "end_of_stream": end_of_stream,
+        }
+        return Response(200, orjson.dumps(body))  # orjson: the fake must not be the bottleneck
