@@ -171,6 +171,7 @@ class Scanner:
             con.executemany("insert into _forget_ids values (?, ?)", self.target.typed_ids)
         con.execute("create or replace temp table _forget_keys (key varchar, id_type varchar)")
         self._view_names: set[str] | None = None
+        self._column_cache: dict[str, list[tuple[str, str]]] | None = None
 
     def tables(self, include_views: bool = False) -> list[str]:
         """Every user table of the warehouse (``schema.table``), the privacy tables excepted."""
@@ -189,14 +190,23 @@ class Scanner:
         return [n for n in names if n not in PRIVACY_TABLES]
 
     def _columns(self, table: str) -> list[tuple[str, str]]:
-        schema, name = table.split(".", 1)
-        database = "temp" if schema == "temp" else None
-        return self.con.execute(
-            "select column_name, data_type from duckdb_columns() "
-            "where database_name = coalesce(?, current_database()) "
-            "and schema_name = ? and table_name = ? order by column_index",
-            [database, "main" if database else schema, name],
-        ).fetchall()
+        if table.startswith("temp."):
+            return self.con.execute(
+                "select column_name, data_type from duckdb_columns() where database_name = "
+                "'temp' and table_name = ? order by column_index",
+                [table.split(".", 1)[1]],
+            ).fetchall()
+        if self._column_cache is None:
+            cache: dict[str, list[tuple[str, str]]] = {}
+            rows = self.con.execute(
+                "select schema_name || '.' || table_name, column_name, data_type "
+                "from duckdb_columns() where database_name = current_database() "
+                "order by schema_name, table_name, column_index"
+            ).fetchall()
+            for name, column, dtype in rows:
+                cache.setdefault(name, []).append((column, dtype))
+            self._column_cache = cache
+        return self._column_cache.get(table, [])
 
     @staticmethod
     def _ref(table: str) -> str:
@@ -204,39 +214,25 @@ class Scanner:
         return f"{q(schema)}.{q(name)}"
 
     def _cells_sql(self, table: str) -> str | None:
-        """A union of ``(rid, k, v)``: every text-bearing cell of the table and its JSON leaves."""
+        """A union of ``(rid, k, v)``: every text-bearing cell of the table."""
         ref = self._ref(table)
-        parts, json_candidates = [], []
+        parts = []
         for column, dtype in self._columns(table):
             upper = dtype.upper()
             col = f"t.{q(column)}"
             if upper == "VARCHAR":
                 expr = col
-                json_candidates.append(expr)
             elif upper in _INTEGER_TYPES:
                 expr = f"cast({col} as varchar)"
             elif upper.startswith(_NESTED_PREFIXES) or upper.endswith("]"):
                 expr = f"cast(to_json({col}) as varchar)"
-                json_candidates.append(expr)
             else:
                 continue
             parts.append(
                 f"select t.rowid as rid, {_lit(column)} as k, {expr} as v "
                 f"from {ref} as t where {col} is not null"
             )
-        if not parts:
-            return None
-        prefilter = self._prefilter("s.txt")
-        for expr in self._holding_json(ref, json_candidates):
-            # only documents whose text could hold a target are taken apart
-            parts.append(
-                "select s.rid, j.key as k, j.atom ->> '$' as v from ("
-                f"select t.rowid as rid, {expr} as txt from {ref} as t "
-                f"where left(ltrim({expr}), 1) in ('{{', '[') and json_valid({expr})"
-                f") as s, json_tree(s.txt) as j "
-                f"where ({prefilter}) and j.atom is not null and j.key is not null"
-            )
-        return "\nunion all\n".join(parts)
+        return "\nunion all\n".join(parts) if parts else None
 
     def _prefilter(self, text: str) -> str:
         """A cheap test that is true for every text holding a target (and some others).
@@ -255,17 +251,6 @@ class Scanner:
                 f"regexp_matches(regexp_replace({text}, '[^0-9]', '', 'g'), {_lit(tails)})"
             )
         return " or ".join(terms) or "false"
-
-    def _holding_json(self, ref: str, exprs: list[str]) -> list[str]:
-        """The text expressions that hold JSON objects or arrays in some row (probed on data)."""
-        if not exprs:
-            return []
-        probes = ", ".join(
-            f"coalesce(bool_or(left(ltrim({e}), 1) in ('{{', '[') and json_valid({e})), false)"
-            for e in exprs
-        )
-        flags = self.con.execute(f"select {probes} from {ref} as t").fetchone()
-        return [e for e, flag in zip(exprs, flags, strict=True) if flag]
 
     def matching_rowids_sql(self, table: str, keys_of: str | None = None) -> str | None:
         """SQL selecting the rowids of ``table`` that hold any target identifier."""
@@ -308,10 +293,16 @@ class Scanner:
             )
         if not selects:
             return None
+        # only cells that could hold a target are kept, and only their JSON is taken apart
+        is_json = "left(ltrim(c.v), 1) in ('{', '[') and json_valid(c.v)"
         return (
             f"with cells as ({cells}),\n"
-            f"candidates as materialized (select * from cells as c "
-            f"where {self._prefilter('c.v')})\n" + "\nunion\n".join(selects)
+            f"texts as materialized (select * from cells as c where {self._prefilter('c.v')}),\n"
+            "leaves as (select c.rid, j.key as k, j.atom ->> '$' as v from texts as c, "
+            f"json_tree(case when {is_json} then c.v else '[]' end) as j "
+            "where j.atom is not null and j.key is not null),\n"
+            "candidates as materialized (select * from texts union all select * from leaves)\n"
+            + "\nunion\n".join(selects)
         )
 
     def count(self, table: str) -> int:
