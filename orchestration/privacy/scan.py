@@ -172,6 +172,7 @@ class Scanner:
         con.execute("create or replace temp table _forget_keys (key varchar, id_type varchar)")
         self._view_names: set[str] | None = None
         self._column_cache: dict[str, list[tuple[str, str]]] | None = None
+        self._origin_keys_ready = False
 
     def tables(self, include_views: bool = False) -> list[str]:
         """Every user table of the warehouse (``schema.table``), the privacy tables excepted."""
@@ -291,6 +292,18 @@ class Scanner:
                 f"and (fi.id_type = fk.id_type or fk.id_type = '{ANY_TYPE}' "
                 f"or fi.id_type = '{ANY_TYPE}')"
             )
+        columns = {c for c, _ in self._columns(table)}
+        if self.target.typed_ids and {"source", "stream"} <= columns:
+            # a record kept apart from its raw table (quarantine): its own ``id`` is typed by
+            # the table it was bound for
+            self._fill_origin_keys()
+            selects.append(
+                "select c.rid from candidates as c "
+                f"join {self._ref(table)} as o on o.rowid = c.rid "
+                "join _forget_origin_keys as ok on ok.tbl = 'raw_' || o.source || '.' || o.stream "
+                "and ok.key = replace(replace(lower(c.k), '_', ''), '-', '') "
+                "join _forget_ids as fi on fi.value = trim(c.v) and fi.id_type = ok.id_type"
+            )
         if not selects:
             return None
         # only cells that could hold a target are kept, and only their JSON is taken apart
@@ -304,6 +317,25 @@ class Scanner:
             "candidates as materialized (select * from texts union all select * from leaves)\n"
             + "\nunion\n".join(selects)
         )
+
+    def _fill_origin_keys(self) -> None:
+        if self._origin_keys_ready:
+            return
+        self.con.execute(
+            "create or replace temp table _forget_origin_keys "
+            "(tbl varchar, key varchar, id_type varchar)"
+        )
+        rows = [
+            (table, norm_key(key), id_type)
+            for source in (TABLE_KEYS, self.extra_keys)
+            for table, keys in source.items()
+            for key, types in keys.items()
+            for id_type in types
+        ]
+        if rows:
+            values = ", ".join(f"({_lit(t)}, {_lit(k)}, {_lit(i)})" for t, k, i in set(rows))
+            self.con.execute(f"insert into _forget_origin_keys values {values}")
+        self._origin_keys_ready = True
 
     def count(self, table: str) -> int:
         if table in self._views():

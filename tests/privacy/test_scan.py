@@ -75,6 +75,20 @@ def test_numeric_ids_match_only_where_that_id_type_lives(tmp_path) -> None:
     assert con.execute("select list(id) from raw_app.orders").fetchone()[0] == [2]
 
 
+def test_quarantined_records_are_typed_by_the_table_they_were_bound_for(tmp_path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema cdp")
+    con.execute(
+        "create table cdp.quarantine as select * from (values "
+        """('app', 'users', '{"id": 1015, "created_at": "soon"}', 'bad date'),"""
+        """('zendesk', 'tickets', '{"id": 1015, "requester_id": 9000001}', 'bad status'))"""
+        " t(source, stream, raw_record, reason)"
+    )
+    assert Scanner(con, [Identifier("user_id", "1015")]).delete("cdp.quarantine") == 1
+    left = con.execute("select source from cdp.quarantine").fetchall()
+    assert left == [("zendesk",)]
+
+
 def test_identifiers_inside_free_text_and_nested_json_are_found(tmp_path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     con.execute("create schema cdp")
