@@ -26,126 +26,150 @@ identifiers as (
 app_users as (
 
     select
-        rc.customer_id,
         'app' as source,
         'stg_app__users' as record_model,
-        u.user_id as record_key,
-        coalesce(u.updated_at, u.created_at) as observed_at,
-        u.first_name,
-        u.last_name,
+        user_id as record_key,
+        coalesce(updated_at, created_at) as observed_at,
+        first_name,
+        last_name,
         cast(null as varchar) as full_name,
-        u.plan,
+        plan,
         cast(null as varchar) as company_name,
         cast(null as varchar) as lifecycle_stage
 
-    from {{ ref('stg_app__users') }} as u
-    inner join record_customers as rc
-        on rc.record_model = 'stg_app__users' and rc.record_key = u.user_id
+    from {{ ref('stg_app__users') }}
 
 ),
 
 hubspot_contacts as (
 
     select
-        rc.customer_id,
         'hubspot' as source,
         'stg_hubspot__contacts' as record_model,
-        c.hubspot_contact_id as record_key,
-        coalesce(c.updated_at, c.created_at) as observed_at,
-        c.first_name,
-        c.last_name,
+        hubspot_contact_id as record_key,
+        coalesce(updated_at, created_at) as observed_at,
+        first_name,
+        last_name,
         cast(null as varchar) as full_name,
         cast(null as varchar) as plan,
-        c.company_name,
-        c.lifecycle_stage
+        company_name,
+        lifecycle_stage
 
-    from {{ ref('stg_hubspot__contacts') }} as c
-    inner join record_customers as rc
-        on rc.record_model = 'stg_hubspot__contacts' and rc.record_key = c.hubspot_contact_id
+    from {{ ref('stg_hubspot__contacts') }}
 
 ),
 
 -- billing and support hold one full name, split below
-full_name_records as (
+stripe_customers as (
 
     select
-        rc.customer_id,
         'stripe' as source,
         'stg_stripe__customers' as record_model,
-        s.stripe_customer_id as record_key,
-        s.created_at as observed_at,
-        trim(s.full_name) as full_name
-
-    from {{ ref('stg_stripe__customers') }} as s
-    inner join record_customers as rc
-        on rc.record_model = 'stg_stripe__customers' and rc.record_key = s.stripe_customer_id
-
-    union all
-
-    select
-        rc.customer_id,
-        'zendesk' as source,
-        'stg_zendesk__users' as record_model,
-        z.zendesk_user_id as record_key,
-        coalesce(z.updated_at, z.created_at) as observed_at,
-        trim(z.full_name) as full_name
-
-    from {{ ref('stg_zendesk__users') }} as z
-    inner join record_customers as rc
-        on rc.record_model = 'stg_zendesk__users' and rc.record_key = z.zendesk_user_id
-
-),
-
--- the first word of a full name is the first name, the rest the last name
-split_names as (
-
-    select
-        customer_id,
-        source,
-        record_model,
-        record_key,
-        observed_at,
-        split_part(full_name, ' ', 1) as first_name,
-        nullif(trim(substr(full_name, length(split_part(full_name, ' ', 1)) + 1)), '')
-            as last_name,
-        full_name,
+        stripe_customer_id as record_key,
+        created_at as observed_at,
+        cast(null as varchar) as first_name,
+        cast(null as varchar) as last_name,
+        trim(full_name) as full_name,
         cast(null as varchar) as plan,
         cast(null as varchar) as company_name,
         cast(null as varchar) as lifecycle_stage
 
-    from full_name_records
+    from {{ ref('stg_stripe__customers') }}
 
 ),
 
-records as (
+zendesk_users as (
+
+    select
+        'zendesk' as source,
+        'stg_zendesk__users' as record_model,
+        zendesk_user_id as record_key,
+        coalesce(updated_at, created_at) as observed_at,
+        cast(null as varchar) as first_name,
+        cast(null as varchar) as last_name,
+        trim(full_name) as full_name,
+        cast(null as varchar) as plan,
+        cast(null as varchar) as company_name,
+        cast(null as varchar) as lifecycle_stage
+
+    from {{ ref('stg_zendesk__users') }}
+
+),
+
+source_records as (
 
     select * from app_users
     union all
     select * from hubspot_contacts
     union all
-    select * from split_names
+    select * from stripe_customers
+    union all
+    select * from zendesk_users
+
+),
+
+records as (
+
+    select
+        rc.customer_id,
+        r.source,
+        r.record_model,
+        r.record_key,
+        r.observed_at,
+        -- the first word of a full name is the first name, the rest the last name
+        coalesce(r.first_name, split_part(r.full_name, ' ', 1)) as first_name,
+        coalesce(
+            r.last_name,
+            nullif(trim(substr(r.full_name, length(split_part(r.full_name, ' ', 1)) + 1)), '')
+        ) as last_name,
+        r.plan,
+        r.company_name,
+        r.lifecycle_stage
+
+    from source_records as r
+    inner join record_customers as rc
+        on rc.record_model = r.record_model and rc.record_key = r.record_key
+
+),
+
+-- one row per (record, attribute) in a single pass over the records
+{%- set attributes = ['first_name', 'last_name', 'plan', 'company_name', 'lifecycle_stage'] %}
+attribute_names as (
+
+    {%- for attribute in attributes %}
+    select '{{ attribute }}' as attribute
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+unpivoted as (
+
+    select
+        r.customer_id,
+        a.attribute,
+        trim(case a.attribute
+            {%- for attribute in attributes %}
+            when '{{ attribute }}' then r.{{ attribute }}
+            {%- endfor %}
+        end) as value,
+        r.source,
+        r.record_model,
+        r.record_key,
+        r.observed_at
+
+    from records as r
+    cross join attribute_names as a
 
 ),
 
 descriptive as (
 
-    {%- set attributes = ['first_name', 'last_name', 'plan', 'company_name', 'lifecycle_stage'] %}
-    {%- for attribute in attributes %}
-    select
-        customer_id,
-        '{{ attribute }}' as attribute,
-        trim({{ attribute }}) as value,
-        source,
-        record_model,
-        record_key,
-        observed_at
-    from records
-    where {{ attribute }} is not null
-        and lower(trim({{ attribute }})) not in {{ placeholders }}
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
-    {%- endfor %}
+    select * from unpivoted
+    where value is not null
+        and lower(value) not in {{ placeholders }}
 
 ),
 
