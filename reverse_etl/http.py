@@ -40,32 +40,44 @@ class HttpError(Exception):
 
 
 class RateLimiter:
-    """At most ``limit`` requests in any ``seconds`` window, shared by threads; honours pauses."""
+    """At most ``limit`` requests in any ``seconds`` window, shared by threads; honours pauses.
 
-    def __init__(self, limit: int, seconds: float, margin: float = 0.02) -> None:
+    A request occupies its slot from the moment it is sent until its answer came back, and the
+    window is counted from that answer: the server saw the request at some moment in between,
+    so ``limit`` answers more than ``seconds`` old guarantee the server's own sliding window has
+    room, whatever the latency (timestamps taken at send time let jittery requests bunch up).
+    """
+
+    IN_FLIGHT = float("inf")
+
+    def __init__(self, limit: int, seconds: float, margin: float = 0.01) -> None:
         self.config = (int(limit), float(seconds))
         self.limit = max(1, int(limit))
         self.seconds = seconds * (1 + margin)
-        self._sent: deque[float] = deque()
+        self._slots: deque[list[float]] = deque()
         self._paused_until = 0.0
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Block until a request may go; returns the seconds waited."""
-        waited = 0.0
+    def acquire(self) -> list[float]:
+        """Block until a request may go; returns its slot, to ``release`` when answered."""
         while True:
             with self._lock:
                 now = time.monotonic()
-                while self._sent and now - self._sent[0] >= self.seconds:
-                    self._sent.popleft()
+                while self._slots and now - self._slots[0][0] >= self.seconds:
+                    self._slots.popleft()
                 wait = self._paused_until - now
-                if wait <= 0 and len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return waited
+                if wait <= 0 and len(self._slots) < self.limit:
+                    slot = [self.IN_FLIGHT]
+                    self._slots.append(slot)
+                    return slot
                 if wait <= 0:
-                    wait = self.seconds - (now - self._sent[0])
+                    oldest = self._slots[0][0]
+                    wait = 0.002 if oldest == self.IN_FLIGHT else self.seconds - (now - oldest)
             time.sleep(max(wait, 0.001))
-            waited += max(wait, 0.001)
+
+    def release(self, slot: list[float]) -> None:
+        with self._lock:
+            slot[0] = time.monotonic()
 
     def pause(self, seconds: float) -> None:
         with self._lock:
@@ -79,8 +91,12 @@ class TieredLimiter:
         self.config = tuple(tiers)
         self.tiers = [RateLimiter(n, s) for n, s in tiers]
 
-    def acquire(self) -> float:
-        return sum(t.acquire() for t in self.tiers)
+    def acquire(self) -> list[list[float]]:
+        return [t.acquire() for t in self.tiers]
+
+    def release(self, slots: list[list[float]]) -> None:
+        for tier, slot in zip(self.tiers, slots, strict=True):
+            tier.release(slot)
 
     def pause(self, seconds: float) -> None:
         for t in self.tiers:
@@ -167,8 +183,7 @@ class Client:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         last: HttpError | None = None
         for attempt in range(1, self.max_attempts + 1):
-            if self.limiter is not None:
-                self.limiter.acquire()
+            slot = self.limiter.acquire() if self.limiter is not None else None
             self.calls += 1
             try:
                 response = self.session.request(
@@ -181,7 +196,11 @@ class Client:
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last = HttpError(None, f"{type(exc).__name__}: {exc}")
+                response, last = None, HttpError(None, f"{type(exc).__name__}: {exc}")
+            finally:
+                if slot is not None:
+                    self.limiter.release(slot)
+            if response is None:
                 self._sleep(attempt, None)
                 continue
             status = response.status_code

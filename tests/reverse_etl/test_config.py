@@ -99,8 +99,9 @@ def test_rate_limiter_never_exceeds_its_window():
     limiter = RateLimiter(5, 0.2, margin=0.0)
     stamps = []
     for _ in range(16):
-        limiter.acquire()
+        slot = limiter.acquire()
         stamps.append(time.monotonic())
+        limiter.release(slot)
     for i in range(len(stamps) - 5):
         assert stamps[i + 5] - stamps[i] >= 0.2 - 1e-3
     assert stamps[-1] - stamps[0] < 0.2 * 3 + 0.15  # and it does not wait needlessly

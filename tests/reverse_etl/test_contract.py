@@ -8,6 +8,7 @@ holding exactly the consented members with their mapped fields, and every refuse
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,33 @@ def test_dry_run_estimates_the_calls_the_real_run_makes(h, warehouse, monkeypatc
         setup = len(server.calls) - plan.api_calls if server is not None else 0
         assert real.api_calls == plan.api_calls + setup
         assert 0 <= setup <= 4  # finding or creating the list / audience / tag
+
+
+def test_syncs_to_one_account_share_its_rate_limit(h, small_demo, tmp_path, monkeypatch):
+    """Two syncs (two warehouses) to one account, at once: together they stay within its limit."""
+    if not h.http:
+        pytest.skip("no HTTP account")
+    from tests.reverse_etl.conftest import write_warehouse
+
+    dbs = []
+    for i in range(2):
+        db = tmp_path / f"w{i}" / "cdp.duckdb"
+        db.parent.mkdir()
+        write_warehouse(db, small_demo)
+        dbs.append(db)
+    with running(h, monkeypatch, tmp_path, rate_limit=(6, 1.0)) as server:
+        limit = {"requests": 6, "per_seconds": 1}
+        syncs = [sync_for(h, name=f"shared_{i}", batch_size=8, rate_limit=limit) for i in range(2)]
+        results = [None, None]
+
+        def go(i: int) -> None:
+            results[i] = run_sync(syncs[i], db_path=dbs[i])
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r.status for r in results] == ["success", "success"]
+        assert not [c for c in server.calls if c.status == 429]
+        assert sum(r.api_calls for r in results) == len(server.calls) > 6

@@ -160,8 +160,8 @@ class FakeServer:
         if self.rate_limit is None:
             return True
         limit, seconds = self.rate_limit
-        now = time.monotonic()
         with self._lock:
+            now = time.monotonic()  # read under the lock: a stale time miscounts the window
             while self._window and now - self._window[0] >= seconds:
                 self._window.popleft()
             if len(self._window) >= limit:
