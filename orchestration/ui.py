@@ -91,8 +91,10 @@ class DagsterUi:
         log.info("started %s (pid %d)", name, self.processes[name].pid)
 
     def start(self) -> DagsterUi:
-        settings.export_env()
+        # pinned for the children only: a test's own environment stays as it was
+        self.env.setdefault("CDP_PROJECT_ROOT", str(settings.project_root()))
         self.env.setdefault("CDP_DUCKDB_PATH", str(settings.duckdb_path()))
+        Path(self.env["CDP_DUCKDB_PATH"]).parent.mkdir(parents=True, exist_ok=True)
         workspace = ["-m", DEFINITIONS_MODULE, "-d", str(settings.project_root())]
         self._spawn(
             "webserver",
