@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from connectors import settings
-from connectors.ingest import ingest, ingest_stream
+from connectors.base import ConnectorError, Page
+from connectors.ingest import ingest, ingest_stream, prefetch
 from connectors.registry import SOURCES, streams
 from tests.connectors.helpers import rows
 
@@ -59,3 +62,26 @@ def test_duckdb_path_defaults_under_the_project_root(monkeypatch, tmp_path):
     assert settings.duckdb_path() == tmp_path / "data" / "cdp.duckdb"
     monkeypatch.setenv("CDP_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
     assert settings.duckdb_path() == tmp_path / "w.duckdb"
+
+
+def _pages(n: int, fail_after: bool = False):
+    for i in range(n):
+        yield Page([f'{{"id": {i}}}'], {"i": i})
+    if fail_after:
+        raise ConnectorError("boom")
+
+
+def test_prefetch_keeps_order_and_delivers_pages_before_an_error():
+    got = []
+    with pytest.raises(ConnectorError, match="boom"):
+        for page in prefetch(_pages(7, fail_after=True), depth=2):
+            got.append(page.state["i"])
+    assert got == list(range(7))
+
+
+def test_closing_prefetch_early_stops_the_reader():
+    before = {t.name for t in threading.enumerate()}
+    pages = prefetch(_pages(10_000), depth=2)
+    assert next(pages).state == {"i": 0}
+    pages.close()
+    assert "ingest-reader" not in {t.name for t in threading.enumerate()} - before

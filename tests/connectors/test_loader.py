@@ -190,3 +190,14 @@ def test_connect_resolves_cdp_schema_in_a_file_named_cdp(tmp_path):
     con = connect(path, read_only=True)
     assert con.execute("select count(*) from cdp.quarantine").fetchone()[0] == 1
     con.close()
+
+
+def test_unchanged_records_are_not_reloaded(cdp_env):
+    with Warehouse(cdp_env) as wh:
+        assert wh.load_batch("t", SPEC, [rec(id=1, email="a"), rec(id=2)], None, "b1").loaded == 2
+        assert wh.load_batch("t", SPEC, [rec(id=1, email="a"), rec(id=2)], None, "b2").loaded == 0
+        assert wh.load_batch("t", SPEC, [rec(id=1, email="b"), rec(id=2)], None, "b3").loaded == 1
+    assert rows(cdp_env, "select id, email, _batch_id from raw_t.things order by id") == [
+        (1, "b", "b3"),
+        (2, None, "b1"),
+    ]
