@@ -30,8 +30,8 @@ import duckdb
 from connectors.loader import connect
 from orchestration import settings
 from orchestration.privacy.destinations import Eraser, PersonRefs, configured_erasers
-from orchestration.privacy.normalize import parse_identifier, sha256_hex
-from orchestration.privacy.resolve import Resolution, resolve, table_exists
+from orchestration.privacy.normalize import Identifier, parse_identifier, sha256_hex
+from orchestration.privacy.resolve import Resolution, resolve, table_exists, unclaimed
 from orchestration.privacy.scan import Scanner
 from orchestration.privacy.tables import (
     AuditEntry,
@@ -159,6 +159,7 @@ class ForgetJob:
                     + ("identity graph used" if r.graph_available else "no identity graph built")
                 ),
             )
+            self._expand(con)
             self.refs = self._person_refs(con)
             # what sources carry; the CDP's own customer id is no source's identifier
             typed = [i for i in r.identifiers if i.id_type not in ("*", "customer_id")]
@@ -189,6 +190,29 @@ class ForgetJob:
             raise
         finally:
             con.close()
+
+    def _expand(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Add identifiers their raw records carry that the identity graph does not know yet.
+
+        Records loaded since the last build are not in the graph: their new email or phone
+        would survive on the suppression list's blind side. One round of closure over the
+        declared identifier columns of the raw rows about to go, guarded by ``unclaimed``.
+        """
+        r = self.resolution
+        known = set(r.identifiers) | set(r.record_keys)
+        scanner = Scanner(con, list(known))
+        found: set[Identifier] = set()
+        for table in scanner.tables():
+            if table.startswith("raw_"):
+                found |= scanner.identifiers_of_matches(table)
+        new = unclaimed(con, found - known, r.customer_ids)
+        if new:
+            r.identifiers = sorted({*r.identifiers, *new})
+        self._entry(
+            "expand",
+            detail=f"{len(new)} further identifier(s) found on their raw records "
+            f"({len(found - known) - len(new)} left out as someone else's, shared or blocked)",
+        )
 
     def _person_refs(self, con: duckdb.DuckDBPyConnection) -> PersonRefs:
         """Raw values a destination may hold the person under (read before rows go)."""

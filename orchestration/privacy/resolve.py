@@ -80,6 +80,63 @@ def record_key_types(models_dir: Path | None = None) -> dict[str, str]:
     return found
 
 
+def unclaimed(
+    con: duckdb.DuckDBPyConnection, found: set[Identifier], customer_ids: list[str]
+) -> list[Identifier]:
+    """Of identifiers seen on a person's raw records, those that are theirs to forget.
+
+    Left out: values the identity graph gives to someone else or holds back (shared, blocked:
+    ``test@test.com`` on a record of theirs is nobody's identifier), and values the blocked
+    list matches, since a record loaded after the last build is not in the graph yet.
+    """
+    if not found:
+        return []
+    con.execute("create or replace temp table _forget_found (id_type varchar, id_value varchar)")
+    rows = [(i.id_type, i.value) for i in found]
+    con.executemany("insert into _forget_found values (?, ?)", rows)
+    excluded: set[tuple[str, str]] = set()
+    ours = customer_ids or [""]
+    placeholders = ", ".join("?" for _ in ours)
+    if table_exists(con, *IDENTIFIERS_TABLE):
+        excluded |= set(
+            con.execute(
+                "select f.id_type, f.id_value from _forget_found as f "
+                "join marts.customer_identifiers as c on c.id_type = f.id_type "
+                f"and c.id_value = f.id_value where c.customer_id not in ({placeholders})",
+                ours,
+            ).fetchall()
+        )
+    if view_or_table_exists(con, "identity", "identity_quarantine"):
+        excluded |= set(
+            con.execute(
+                "select f.id_type, f.id_value from _forget_found as f "
+                "join identity.identity_quarantine as q on q.id_type = f.id_type "
+                "and (q.id_value = f.id_value or lower(trim(q.raw_value)) = lower(f.id_value))"
+            ).fetchall()
+        )
+    if table_exists(con, "identity", "identity_blocked_identifiers"):
+        excluded |= set(
+            con.execute(
+                "select f.id_type, f.id_value from _forget_found as f "
+                "join identity.identity_blocked_identifiers as b "
+                "on b.id_type in ('*', f.id_type) and ("
+                "(b.match_type = 'exact' and lower(b.pattern) = lower(f.id_value)) or "
+                "(b.match_type = 'regex' and regexp_matches(lower(f.id_value), b.pattern)))"
+            ).fetchall()
+        )
+    return sorted(i for i in found if (i.id_type, i.value) not in excluded)
+
+
+def view_or_table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return table_exists(con, schema, name) or bool(
+        con.execute(
+            "select count(*) from duckdb_views() where database_name = current_database() "
+            "and schema_name = ? and view_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+    )
+
+
 def resolve(con: duckdb.DuckDBPyConnection, candidates: list[Identifier]) -> Resolution:
     """Every identifier of whoever holds one of ``candidates`` (the candidates included)."""
     result = Resolution(requested=candidates)

@@ -53,6 +53,9 @@ TABLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
     "raw_events.events": {"message_id": ("message_id",)},
 }
 
+# keys of a person's records that are not identifiers of the person
+RECORD_KEY_TYPES = frozenset({"message_id"})
+
 DISTINCTIVE_MIN_LENGTH = 8
 _NUMERIC = re.compile(r"^[+-]?\d+$")
 # runs that may be a phone number in free text; dates are excluded after extraction
@@ -317,6 +320,33 @@ class Scanner:
             "candidates as materialized (select * from texts union all select * from leaves)\n"
             + "\nunion\n".join(selects)
         )
+
+    def identifiers_of_matches(self, table: str) -> set[Identifier]:
+        """The declared identifier columns of the rows that match, as identifiers.
+
+        Declared means: the connector stream's ``identifiers`` and the raw table's own key, so
+        only values that are identifiers by contract are collected.
+        """
+        declared = {**TABLE_KEYS.get(table, {}), **self.extra_keys.get(table, {})}
+        declared = {
+            c: tuple(t for t in types if t not in RECORD_KEY_TYPES) for c, types in declared.items()
+        }
+        columns = {c for c, _ in self._columns(table)}
+        wanted = [(c, types) for c, types in declared.items() if c in columns]
+        sql = self.matching_rowids_sql(table) if wanted else None
+        if sql is None:
+            return set()
+        select = ", ".join(f"cast({q(c)} as varchar)" for c, _ in wanted)
+        rows = self.con.execute(
+            f"select distinct {select} from {self._ref(table)} where rowid in ({sql})"
+        ).fetchall()
+        found = set()
+        for row in rows:
+            for (_, types), value in zip(wanted, row, strict=True):
+                for id_type in types:
+                    if value is not None and (i := Identifier.of(id_type, value)) is not None:
+                        found.add(i)
+        return found
 
     def _fill_origin_keys(self) -> None:
         if self._origin_keys_ready:

@@ -18,7 +18,7 @@ import pytest
 from connectors.loader import Warehouse, connect
 from orchestration.demo.warehouse import load_raw
 from orchestration.privacy import forget, process_deletion_requests, submit_deletion_request
-from orchestration.privacy.normalize import parse_identifier
+from orchestration.privacy.normalize import Identifier, parse_identifier
 from orchestration.privacy.resolve import resolve
 from orchestration.serve.profiles import lookup
 from orchestration.serve.snapshot import refresh
@@ -264,4 +264,56 @@ def test_consent_ledger_keeps_every_decision_and_the_profile_the_latest(built, s
         """
     ).fetchone()[0]
     assert mismatched == 0
+    con.close()
+
+
+def test_records_loaded_since_the_last_build_are_forgotten_and_their_new_ids_suppressed(
+    warehouse, small_demo
+) -> None:
+    """The graph has not seen them yet: their rows go through the ids they share with it."""
+    db, person, _ = warehouse
+    p = small_demo.people.filter(pl.col("_person_id") == person).row(0, named=True)
+    other = small_demo.people.filter(pl.col("_person_id") == clean_people(small_demo)[5]).row(
+        0, named=True
+    )
+    new_email = f"Fresh.Address.{person}@new.example"
+    con = connect(db)
+    # an identify with a new address, a support user under only that address, and a billing
+    # record carrying a junk address that belongs to nobody
+    con.execute(
+        "insert into raw_events.events (message_id, type, user_id, anonymous_id, email, "
+        "properties, _record, _loaded_at, _batch_id) values ('late-1', 'identify', ?, 'anon-late', "
+        "?, '{}', '{}', now(), 'late')",
+        [str(p["user_id"]), new_email],
+    )
+    con.execute(
+        "insert into raw_zendesk.users (id, email, _record, _loaded_at, _batch_id) "
+        "values (9999001, ?, '{}', now(), 'late')",
+        [new_email.upper()],
+    )
+    con.execute(
+        "insert into raw_stripe.customers (id, email, user_id, _record, _loaded_at, _batch_id) "
+        "values ('cus_late1', 'test@test.com', ?, '{}', now(), 'late'), "
+        "('cus_late2', 'test@test.com', ?, '{}', now(), 'late')",
+        [str(p["user_id"]), str(other["user_id"])],
+    )
+    con.close()
+
+    receipt = forget(p["email"], db_path=db, destinations=False, rebuild=None)
+
+    assert receipt.ok, receipt.describe()
+    con = connect(db, read_only=True)
+    left = con.execute(
+        "select (select count(*) from raw_events.events where message_id = 'late-1'), "
+        "(select count(*) from raw_zendesk.users where id = 9999001), "
+        "(select list(id) from raw_stripe.customers where id like 'cus_late%')"
+    ).fetchone()
+    assert left == (0, 0, ["cus_late2"])
+    suppressed = {
+        h for (h,) in con.execute("select id_value_hash from cdp.suppression_list").fetchall()
+    }
+    assert Identifier.of("email", new_email).hash in suppressed
+    assert Identifier.of("anonymous_id", "anon-late").hash in suppressed
+    assert Identifier.of("email", "test@test.com").hash not in suppressed
+    assert Identifier.of("user_id", other["user_id"]).hash not in suppressed
     con.close()
