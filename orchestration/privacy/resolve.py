@@ -94,36 +94,34 @@ def unclaimed(
     con.execute("create or replace temp table _forget_found (id_type varchar, id_value varchar)")
     rows = [(i.id_type, i.value) for i in found]
     con.executemany("insert into _forget_found values (?, ?)", rows)
-    excluded: set[tuple[str, str]] = set()
     ours = customer_ids or [""]
     placeholders = ", ".join("?" for _ in ours)
-    if table_exists(con, *IDENTIFIERS_TABLE):
-        excluded |= set(
-            con.execute(
-                "select f.id_type, f.id_value from _forget_found as f "
-                "join marts.customer_identifiers as c on c.id_type = f.id_type "
-                f"and c.id_value = f.id_value where c.customer_id not in ({placeholders})",
-                ours,
-            ).fetchall()
-        )
-    if view_or_table_exists(con, "identity", "identity_quarantine"):
-        excluded |= set(
-            con.execute(
-                "select f.id_type, f.id_value from _forget_found as f "
-                "join identity.identity_quarantine as q on q.id_type = f.id_type "
-                "and (q.id_value = f.id_value or lower(trim(q.raw_value)) = lower(f.id_value))"
-            ).fetchall()
-        )
-    if table_exists(con, "identity", "identity_blocked_identifiers"):
-        excluded |= set(
-            con.execute(
-                "select f.id_type, f.id_value from _forget_found as f "
-                "join identity.identity_blocked_identifiers as b "
-                "on b.id_type in ('*', f.id_type) and ("
-                "(b.match_type = 'exact' and lower(b.pattern) = lower(f.id_value)) or "
-                "(b.match_type = 'regex' and regexp_matches(lower(f.id_value), b.pattern)))"
-            ).fetchall()
-        )
+    checks = [
+        (  # another customer's identifier
+            table_exists(con, *IDENTIFIERS_TABLE),
+            "marts.customer_identifiers as x on x.id_type = f.id_type "
+            f"and x.id_value = f.id_value where x.customer_id not in ({placeholders})",
+            ours,
+        ),
+        (  # held back by identity: shared, blocked, invalid
+            view_or_table_exists(con, "identity", "identity_quarantine"),
+            "identity.identity_quarantine as x on x.id_type = f.id_type "
+            "and (x.id_value = f.id_value or lower(trim(x.raw_value)) = lower(f.id_value))",
+            [],
+        ),
+        (  # on the blocked list, for values identity has not seen yet
+            table_exists(con, "identity", "identity_blocked_identifiers"),
+            "identity.identity_blocked_identifiers as x on x.id_type in ('*', f.id_type) and ("
+            "(x.match_type = 'exact' and lower(x.pattern) = lower(f.id_value)) or "
+            "(x.match_type = 'regex' and regexp_matches(lower(f.id_value), x.pattern)))",
+            [],
+        ),
+    ]
+    excluded: set[tuple[str, str]] = set()
+    for present, join, args in checks:
+        if present:
+            sql = f"select f.id_type, f.id_value from _forget_found as f join {join}"
+            excluded |= set(con.execute(sql, args).fetchall())
     return sorted(i for i in found if (i.id_type, i.value) not in excluded)
 
 
