@@ -343,11 +343,12 @@ def test_survivorship_rules_are_declared_once(built) -> None:
     assert rules.select("attribute", "source").n_unique() == rules.height
 
 
-def test_docs_show_lineage_from_sources_to_segments(built) -> None:
-    run_dbt(built, "docs", "generate")
-    target = built.parent / "dbt_target"
-    manifest = json.loads((target / "manifest.json").read_text())
-    catalog = json.loads((target / "catalog.json").read_text())
+def test_lineage_runs_from_sources_to_segments(built) -> None:
+    """The manifest the build wrote (what dbt docs and Dagster read) links sources to segments.
+
+    `dbt docs generate` itself runs over the whole project in tests/test_dbt_project.py.
+    """
+    manifest = json.loads((built.parent / "dbt_target" / "manifest.json").read_text())
     parents = manifest["parent_map"]
 
     def ancestors(node: str) -> set[str]:
@@ -363,12 +364,13 @@ def test_docs_show_lineage_from_sources_to_segments(built) -> None:
     for segment in SHIPPED_SEGMENTS:
         up = ancestors(f"model.composable_cdp.{segment}")
         assert "model.composable_cdp.customers" in up
+        assert "model.composable_cdp.int_identity__record_customers" in up
         assert {
             "source.composable_cdp.raw_stripe.charges",
             "source.composable_cdp.raw_app.users",
         } <= up
-        assert f"model.composable_cdp.{segment}" in catalog["nodes"]
         node = manifest["nodes"][f"model.composable_cdp.{segment}"]
+        assert "segment" in node["tags"]
         assert node["config"]["meta"]["owner"] and node["description"]
 
 

@@ -1,12 +1,13 @@
--- Every value any source holds for a profile attribute, one row per (customer, attribute, source
--- record), with when the source last saw it. Survivorship picks among these; keeping them all makes
--- every chosen value traceable to the record it came from.
+-- Every value any source holds for a profile attribute, one row per (customer, attribute, value,
+-- source record), with when the source last saw it. Survivorship picks among these; keeping them all
+-- makes every chosen value traceable to a record that holds it.
 --
 -- Identifiers (email, phone, user_id) are the source records' values in identity's normalized form,
 -- limited to what identity accepted (marts.customer_identifiers); descriptive attributes come from
 -- the staging records.
 
 {%- set placeholders = "('', 'n/a', 'na', 'none', 'null', 'unknown', '-')" %}
+{%- set identifier_types = "('email', 'phone', 'user_id')" %}
 
 with
 
@@ -19,7 +20,7 @@ record_customers as (
 identifiers as (
 
     select * from {{ ref('customer_identifiers') }}
-    where id_type in ('email', 'phone', 'user_id')
+    where id_type in {{ identifier_types }}
 
 ),
 
@@ -191,7 +192,7 @@ record_identifiers as (
         on nv.id_type = ri.id_type and nv.raw_value = ri.raw_value
     inner join record_customers as rc
         on rc.record_model = ri.record_model and rc.record_key = ri.record_key
-    where ri.id_type in ('email', 'phone', 'user_id')
+    where ri.id_type in {{ identifier_types }}
         and nv.invalid_reason is null
 
 ),
