@@ -183,6 +183,5 @@ def main() -> None:
         print(f"  slowest JSON API stream: {slowest} at {rates[slowest]:,.0f} records/s")
 
 
-if __name__ in ("__main__", "cdp_bench"):
-    if __name__ == "__main__":
-        main()
+if __name__ == "__main__":
+    main()

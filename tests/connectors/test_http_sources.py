@@ -87,16 +87,29 @@ def test_hubspot_tie_group_beyond_the_cap_fails_loudly(cdp_env, monkeypatch):
         assert result.rows_loaded == kept - 1 > 0  # the seed contact came in the first run
 
 
-def test_stripe_new_customers_arrive_next_run(small_demo, cdp_env, monkeypatch):
+def test_stripe_new_and_changed_objects_arrive_next_run(small_demo, cdp_env, monkeypatch):
     with serve("stripe", small_demo, monkeypatch) as fake:
         ingest(sources=["stripe"])
         fake.add_customer(email="new@example.com", metadata={"user_id": "4242"})
         fake.add_charge("cus_186a0", 1999)
+        # changes to old objects come from the Events API: the latest snapshot wins
+        fake.update_customer("cus_186a0", email="first@example.com")
+        fake.update_customer("cus_186a0", email="second@example.com")
+        charge = next(iter(fake.charges))
+        fake.refund_charge(charge)
         results = {r.stream: r for r in ingest(sources=["stripe"])}
-        assert (results["customers"].rows_loaded, results["charges"].rows_loaded) == (1, 1)
+        assert (results["customers"].rows_loaded, results["charges"].rows_loaded) == (2, 2)
         assert scalar(
             cdp_env, "select user_id from raw_stripe.customers where email = 'new@example.com'"
         ) == ("4242")
+        got = scalar(cdp_env, "select email from raw_stripe.customers where id = 'cus_186a0'")
+        assert got == "second@example.com"
+        assert scalar(cdp_env, "select refunded from raw_stripe.charges where id = ?", [charge])
+        again = ingest(sources=["stripe"])
+        assert [r.rows_loaded for r in again] == [0, 0]
+        assert scalar(cdp_env, "select count(*) from raw_stripe.customers") == (
+            small_demo.tables["stripe.customers"].height + 1
+        )
 
 
 def test_zendesk_updates_arrive_next_run(small_demo, cdp_env, monkeypatch):

@@ -8,6 +8,7 @@ Lists are newest first (``created`` descending), paged with ``limit`` (1 to 100)
 from __future__ import annotations
 
 import bisect
+import copy
 import datetime as dt
 import itertools
 from typing import Any
@@ -37,6 +38,7 @@ class StripeFake(FakeServer):
         self._ids = itertools.count(0x900000)
         self._version = 0
         self._order: dict[str, tuple] = {}
+        self.events: list[dict] = []  # oldest first; served newest first
 
     @classmethod
     def from_demo(cls, data: DemoData, **kwargs: Any) -> StripeFake:
@@ -66,6 +68,7 @@ class StripeFake(FakeServer):
             customer = self._customer({"id": cid, "created": _now(), **fields})
             self._version += 1
             self.customers[cid] = customer
+            self._event("customer.created", customer)
             return customer
 
     def add_charge(self, customer: str, amount: int, **fields: Any) -> dict:
@@ -85,12 +88,39 @@ class StripeFake(FakeServer):
             }
             self._version += 1
             self.charges[cid] = charge
+            self._event("charge.succeeded" if charge["paid"] else "charge.failed", charge)
             return charge
 
     def update_customer(self, customer_id: str, **fields: Any) -> dict:
         with self._lock:
-            self.customers[customer_id].update(fields)
-            return self.customers[customer_id]
+            customer = self.customers[customer_id]
+            previous = {k: customer.get(k) for k in fields}
+            customer.update(fields)
+            self._event("customer.updated", customer, previous)
+            return customer
+
+    def refund_charge(self, charge_id: str) -> dict:
+        with self._lock:
+            charge = self.charges[charge_id]
+            charge.update(refunded=True, amount_refunded=charge.get("amount"))
+            self._event("charge.refunded", charge, {"refunded": False})
+            return charge
+
+    def _event(self, kind: str, obj: dict, previous: dict | None = None) -> None:
+        """Record an event as Stripe does: a snapshot of the object at that moment."""
+        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if previous is not None:
+            data["previous_attributes"] = previous
+        self.events.append(
+            {
+                "id": f"evt_{next(self._ids):x}",
+                "object": "event",
+                "type": kind,
+                "created": _now(),
+                "data": data,
+                "livemode": False,
+            }
+        )
 
     # -- Stripe's behaviour ------------------------------------------------------------------
     def check_auth(self, request: Request) -> Response | None:
@@ -158,6 +188,33 @@ class StripeFake(FakeServer):
             "data": objects[:limit],
         }
         return Response(200, orjson.dumps(body))  # orjson: the fake must not be the bottleneck
+
+    @route("GET", r"/v1/events")
+    def list_events(self, request: Request) -> Response:
+        """``/v1/events`` filtered by ``type`` or ``types[]`` and ``created[gte]``, newest first."""
+        limit = int(request.arg("limit", "10"))
+        if not 1 <= limit <= 100:
+            return _error(400, "Invalid integer: limit must be between 1 and 100")
+        types = set(request.query.get("types[]", [])) | set(request.query.get("type", []))
+        since = int(request.arg("created[gte]", "0"))
+        events = [
+            e
+            for e in reversed(self.events)
+            if e["created"] >= since and (not types or e["type"] in types)
+        ]
+        after = request.arg("starting_after")
+        if after:
+            ids = [e["id"] for e in events]
+            if after not in ids:
+                return _error(400, f"No such event: '{after}'")
+            events = events[ids.index(after) + 1 :]
+        body = {
+            "object": "list",
+            "url": "/v1/events",
+            "has_more": len(events) > limit,
+            "data": events[:limit],
+        }
+        return Response(200, orjson.dumps(body))
 
     @route("GET", r"/v1/.*")
     def unknown(self, request: Request) -> Response:
