@@ -119,7 +119,7 @@ def test_plan_comes_from_the_product(pure) -> None:
 
 
 def _compare(customers: pl.DataFrame, expected: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Join recomputed traits to the profile; customers without facts expect zero."""
+    """The profile's columns beside the recomputed ones (prefixed exp_), by customer."""
     joined = customers.select("customer_id", *columns).join(
         expected.select("customer_id", *[pl.col(c).alias(f"exp_{c}") for c in columns]),
         on="customer_id",

@@ -31,9 +31,14 @@ where order_count >= 3
 
 
 def _build(db_path, project_dir, as_of: dt.datetime) -> None:
+    """Models and seeds only: the data tests already run in test_profiles' build."""
     run_dbt(
         db_path,
         "build",
+        "--exclude-resource-type",
+        "test",
+        "--exclude-resource-type",
+        "unit_test",
         "--vars",
         json.dumps({"cdp_as_of": as_of.strftime("%Y-%m-%d %H:%M:%S")}),
         project_dir=project_dir,
