@@ -105,9 +105,17 @@ def frames(rows: dict[str, list[dict]]) -> DemoData:
     return DemoData(seed=0, as_of=AS_OF, people=pl.DataFrame(), tables=tables)
 
 
+NO_TESTS = ("--exclude-resource-type", "test", "unit_test")
+
+
 def build(db_path: Path, rows: dict[str, list[dict]], *extra: str) -> None:
     """Load the scenario's raw tables and build identity (models, seed, data and unit tests)."""
     load_raw(db_path, frames(rows))
+    build_identity(db_path, *extra)
+
+
+def build_identity(db_path: Path, *extra: str) -> None:
+    """dbt build of identity resolution on ``db_path``, AS_OF pinned."""
     run_dbt(
         db_path,
         "build",

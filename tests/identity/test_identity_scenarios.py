@@ -10,9 +10,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.identity.scenario import build, day
-
-NO_TESTS = ("--exclude-resource-type", "test", "unit_test")
+from tests.identity.scenario import NO_TESTS, build, day
 
 STAGE_1 = {
     "app.users": [

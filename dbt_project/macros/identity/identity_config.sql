@@ -108,3 +108,12 @@
 {% macro identity_mint_customer_id(key_expr) -%}
     'cus_' || substr({{ dbt.hash(key_expr) }}, 1, 20)
 {%- endmacro %}
+
+{#- The identifiers whose component the last run of int_identity__components_unchecked
+    recomputed (all of them after a full build). Downstream incremental models redo exactly these:
+    they are whole components, so customers never straddle the boundary. -#}
+{% macro identity_touched_nodes() -%}
+    select node_id
+    from {{ ref('int_identity__components_unchecked') }}
+    where watermark = (select max(watermark) from {{ ref('int_identity__components_unchecked') }})
+{%- endmacro %}

@@ -42,16 +42,17 @@
     end
 {%- endmacro %}
 
-{#- Phone to E.164: a leading + keeps its country code; a national number of the default
-    country's length gets the default country code (var identity_default_country_code). -#}
-{% macro identity_normalize_phone(expr) -%}
+{#- Phone to E.164 from the raw value and its digits (computed once by the caller): a leading +
+    keeps its country code, 00 is the international prefix, a national number of the default
+    country's length gets the default country code (vars identity_default_country_code and
+    identity_national_number_length). -#}
+{% macro identity_normalize_phone(expr, digits) -%}
     {%- set cc = var('identity_default_country_code', '1') | string -%}
     {%- set national = var('identity_national_number_length', 10) | int -%}
-    {%- set digits = identity_digits(expr) -%}
     case
-        when trim({{ expr }}) like '+%' and length({{ digits }}) between 8 and 15
+        when ltrim({{ expr }}) like '+%' and length({{ digits }}) between 8 and 15
             then '+' || {{ digits }}
-        when trim({{ expr }}) like '00%' and length({{ digits }}) between 10 and 17
+        when ltrim({{ expr }}) like '00%' and length({{ digits }}) between 10 and 17
             then '+' || substr({{ digits }}, 3)
         when length({{ digits }}) = {{ national }}
             then '+{{ cc }}' || {{ digits }}
@@ -65,21 +66,52 @@
     nullif(trim({{ expr }}), '')
 {%- endmacro %}
 
-{% macro identity_normalize(id_type_column, expr) -%}
+{#- digits: the value's digits when the type is phone (see identity_digits), else anything. -#}
+{% macro identity_normalize(id_type_column, expr, digits) -%}
     case {{ id_type_column }}
         when 'email' then {{ identity_normalize_email(expr) }}
-        when 'phone' then {{ identity_normalize_phone(expr) }}
+        when 'phone' then {{ identity_normalize_phone(expr, digits) }}
         else {{ identity_normalize_opaque(expr) }}
     end
 {%- endmacro %}
 
-{#- Why a non-null raw value is not usable (null when it is). Blocked values come from the seed. -#}
-{% macro identity_invalid_reason(id_type_column, expr) -%}
+{#- True when a value matches a regex row of the blocked-identifiers seed for its type. The
+    patterns are read from the seed when the model runs and inlined as constants: a regex taken
+    from a column is recompiled for every row, a hundred times slower. -#}
+{% macro identity_matches_blocked_pattern(id_type_column, exprs) -%}
+    {%- set ns = namespace(patterns=[], seed=none) -%}
+    {%- if execute -%}
+        {#- the seed's relation from the graph, not ref(): inside a unit test ref() names a fixture
+            (and the graph is empty there: the seed lives in the identity schema, like the model) -#}
+        {%- set ns.seed = adapter.get_relation(target.database, 'identity', 'identity_blocked_identifiers') -%}
+        {%- for node in graph.get('nodes', {}).values() -%}
+            {%- if node.resource_type == 'seed' and node.name == 'identity_blocked_identifiers' -%}
+                {%- set ns.seed = adapter.get_relation(node.database, node.schema, node.alias) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if ns.seed is not none -%}
+            {%- set ns.patterns = run_query(
+                "select id_type, pattern from " ~ ns.seed
+                ~ " where match_type = 'regex' order by id_type, pattern").rows -%}
+        {%- endif -%}
+    {%- endif -%}
+    (false
+    {%- for row in ns.patterns %}
+    {%- for expr in exprs %}
+        or ({{ "true" if row[0] == '*' else id_type_column ~ " = '" ~ row[0] ~ "'" }}
+            and {{ identity_regex_matches(expr, "'" ~ (row[1] | replace("'", "''")) ~ "'") }})
+    {%- endfor %}
+    {%- endfor %}
+    )
+{%- endmacro %}
+
+{#- Why a non-null raw value is not usable, given its normalized form (null when it is usable).
+    Blocked values (the seed) are checked in int_identity__normalized_values. -#}
+{% macro identity_invalid_reason(id_type_column, raw_expr, normalized_expr) -%}
     case
-        when trim({{ expr }}) = '' then 'empty'
-        when {{ id_type_column }} = 'email' and {{ identity_normalize_email(expr) }} is null
-            then 'invalid_email'
-        when {{ id_type_column }} = 'phone' and {{ identity_normalize_phone(expr) }} is null
-            then 'invalid_phone'
+        when trim({{ raw_expr }}) = '' then 'empty'
+        when {{ normalized_expr }} is null and {{ id_type_column }} = 'email' then 'invalid_email'
+        when {{ normalized_expr }} is null and {{ id_type_column }} = 'phone' then 'invalid_phone'
+        when {{ normalized_expr }} is null then 'empty'
     end
 {%- endmacro %}

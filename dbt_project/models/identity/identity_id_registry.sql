@@ -6,6 +6,7 @@
         full_refresh=false,
     )
 }}
+-- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- The memory of identity: every identifier ever resolved and the customer_id it belongs to now.
 -- Never rebuilt by --full-refresh, so customer ids survive full rebuilds and merges keep the older
 -- id; int_identity__customer_ids reads it as the previous run left it. Rows change only when an
@@ -25,6 +26,10 @@ current_ids as (
     from {{ ref('int_identity__identifiers') }} as i
     inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
+    where c.holdback_reason is null
+    {%- if is_incremental() %}
+        and i.node_id in ({{ identity_touched_nodes() }})
+    {%- endif %}
 
 )
 

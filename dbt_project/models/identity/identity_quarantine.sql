@@ -1,4 +1,6 @@
--- Everything identity held back, with a reason code, so nothing is silently dropped:
+{{ config(materialized='view') }}
+-- Everything identity held back, with a reason code, so nothing is silently dropped (a view: an
+-- audit read now and then should not cost every incremental run a rebuild):
 --   empty, invalid_email, invalid_phone, blocked  - a raw value that never became an identifier
 --   shared_identifier    - seen with more stronger identifiers than one customer may hold (detail:
 --                          type:count); it links nothing and identifies nobody

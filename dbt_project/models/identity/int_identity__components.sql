@@ -1,15 +1,31 @@
-{{ config(post_hook="{{ identity_drop_work_tables('int_identity__components') }}") }}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['node_id'],
+        incremental_strategy='delete+insert',
+        post_hook="{{ identity_drop_work_tables('int_identity__components') }}",
+    )
+}}
 -- Every identifier's component, after the over-merge rules:
 --  * shared identifiers (int_identity__shared_identifiers) never link anything: each is alone;
 --  * a first-pass component holding two values of a type allowed once per customer (two user ids)
 --    is split: its identifiers weaker than that type are held back (each alone) and the rest is
 --    re-stitched, so no customer ever holds two user ids.
 -- component_id is the smallest node_id of the component; holdback_reason says why a node is alone.
+-- Incremental runs redo the identifiers the first pass recomputed (whole components).
+{%- set scope_sql %}
+    {%- if is_incremental() %}
+    {{ identity_touched_nodes() }}
+    {%- else %}
+    select node_id from {{ ref('int_identity__identifiers') }}
+    {%- endif %}
+{%- endset %}
 {%- set conflicts_sql %}
     select c.component_id, min(i.priority) as split_priority
     from {{ ref('int_identity__components_unchecked') }} as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     where i.max_per_customer = 1
+        and c.node_id in ({{ scope_sql }})
     group by c.component_id, i.id_type
     having count(*) > 1
 {%- endset %}
@@ -31,7 +47,7 @@ with
 
 identifiers as (
 
-    select node_id from {{ ref('int_identity__identifiers') }}
+    {{ scope_sql }}
 
 ),
 

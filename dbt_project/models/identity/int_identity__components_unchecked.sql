@@ -1,21 +1,78 @@
-{{ config(post_hook="{{ identity_drop_work_tables('int_identity__components_unchecked') }}") }}
--- First pass: connected components over every edge whose endpoints are not shared identifiers.
--- Limits are checked in int_identity__components.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['node_id'],
+        incremental_strategy='delete+insert',
+        post_hook="{{ identity_drop_work_tables('int_identity__components_unchecked') }}",
+    )
+}}
+-- First pass: connected components over every edge whose endpoints are not shared identifiers;
+-- every identifier gets a row (alone: its own node_id). Limits are checked in
+-- int_identity__components.
+-- Incremental runs recompute only the region new records touch: their identifiers and every
+-- identifier of the components those were in. New edges only join touched identifiers, so the
+-- region holds whole components and the result equals a full rebuild's (component_id is the
+-- smallest node_id of a component either way).
+{%- set watermark_sql %}(select coalesce(max(watermark), cast('1900-01-01' as timestamp)) from {{ this }}){% endset %}
+{%- set region_sql %}
+    select node_id from {{ this }}
+    where component_id in (
+        select c.component_id
+        from {{ this }} as c
+        inner join {{ ref('int_identity__record_nodes') }} as rn on rn.node_id = c.node_id
+        where rn.loaded_at > {{ watermark_sql }}
+    )
+    union
+    select node_id from {{ ref('int_identity__record_nodes') }}
+    where loaded_at > {{ watermark_sql }}
+{%- endset %}
 {%- set edges_sql %}
     select e.node_a, e.node_b
     from {{ ref('int_identity__edges') }} as e
-    where not exists (
-        select 1 from {{ ref('int_identity__shared_identifiers') }} as s
-        where s.node_id = e.node_a or s.node_id = e.node_b
-    )
+    -- two anti-joins, not one with an OR: an OR join condition cannot be hashed
+    where e.node_a not in (select node_id from {{ ref('int_identity__shared_identifiers') }})
+        and e.node_b not in (select node_id from {{ ref('int_identity__shared_identifiers') }})
+    {%- if is_incremental() %}
+        and e.node_a in (select node_id from region_nodes)
+    {%- endif %}
 {%- endset %}
 
+{%- if is_incremental() and execute %}
+    {#- the region, once, for the component rounds and the output below -#}
+    {% call statement('identity_region') %}
+        create or replace table {{ this.schema }}.int_identity__components_unchecked__region as
+        {{ region_sql }}
+    {% endcall %}
+    {%- set edges_sql = edges_sql | replace('region_nodes', this.schema ~ '.int_identity__components_unchecked__region') %}
+{%- endif %}
+
 with
+
+nodes as (
+
+    {%- if is_incremental() %}
+    select node_id from {{ this.schema }}.int_identity__components_unchecked__region
+    {%- else %}
+    select node_id from {{ ref('int_identity__identifiers') }}
+    {%- endif %}
+
+),
 
 components as (
 
     select * from {{ identity_connected_components(edges_sql, 'int_identity__components_unchecked') }}
 
+),
+
+final as (
+
+    select
+        n.node_id,
+        coalesce(c.component_id, n.node_id) as component_id,
+        (select max(loaded_at) from {{ ref('int_identity__record_nodes') }}) as watermark
+    from nodes as n
+    left join components as c on c.node_id = n.node_id
+
 )
 
-select node_id, component_id from components
+select * from final

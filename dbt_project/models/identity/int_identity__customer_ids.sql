@@ -5,7 +5,17 @@
 --    stronger type, then the value). The anchor is a function of the graph alone, so a rebuild from
 --    scratch mints the same ids, and a merge of two never-registered customers keeps the older one.
 -- The registry is read as the previous run left it (not ref'd: it is this model's state, written
--- after it by identity_id_registry).
+-- after it by identity_id_registry). Incremental runs redo the components of touched identifiers
+-- and drop the components that no longer exist.
+{{
+    config(
+        materialized='incremental',
+        unique_key=['component_id'],
+        incremental_strategy='delete+insert',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id not in (select component_id from {{ ref('int_identity__components') }}){% else %}select 1{% endif %}",
+    )
+}}
+-- depends_on: {{ ref('int_identity__components_unchecked') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
 
 with
@@ -23,6 +33,9 @@ components as (
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     -- held-back identifiers identify nobody
     where c.holdback_reason is null
+    {%- if is_incremental() %}
+        and c.node_id in ({{ identity_touched_nodes() }})
+    {%- endif %}
 
 ),
 

@@ -1,19 +1,49 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['id_type', 'raw_value'],
+        incremental_strategy='delete+insert',
+    )
+}}
 -- Every distinct raw identifier value once, with its normalized form, or the reason it can never be
 -- an identifier (empty, malformed, a placeholder or a blocked value from the seed). Normalizing
--- distinct values rather than record rows keeps the regex work proportional to the vocabulary.
+-- distinct values rather than record rows keeps the regex work proportional to the vocabulary;
+-- incremental runs normalize only values first loaded since the last run. (A changed blocked-values
+-- seed applies to existing values after a --full-refresh.)
 with
 
 raw_values as (
 
-    select distinct id_type, raw_value
-    from {{ ref('int_identity__record_identifiers') }}
+    select id_type, raw_value, max(loaded_at) as loaded_at
+    from {{ ref('int_identity__record_identifiers') }} as r
     where id_type is not null
+    {%- if is_incremental() %}
+        and loaded_at > (select max(loaded_at) from {{ this }})
+    {%- endif %}
+    group by id_type, raw_value
 
 ),
 
 blocked as (
 
-    select * from {{ ref('identity_blocked_identifiers') }}
+    select id_type, match_type, lower(pattern) as pattern
+    from {{ ref('identity_blocked_identifiers') }}
+
+),
+
+with_digits as (
+
+    select
+        id_type,
+        raw_value,
+        loaded_at,
+        case when id_type = 'phone' then {{ identity_digits('raw_value') }} end as digits
+    from raw_values as rv
+    {%- if is_incremental() %}
+    where not exists (
+        select 1 from {{ this }} as t where t.id_type = rv.id_type and t.raw_value = rv.raw_value
+    )
+    {%- endif %}
 
 ),
 
@@ -22,57 +52,68 @@ normalized as (
     select
         id_type,
         raw_value,
+        loaded_at,
         lower(trim(raw_value)) as folded_value,
-        {{ identity_normalize('id_type', 'raw_value') }} as id_value,
-        {{ identity_invalid_reason('id_type', 'raw_value') }} as invalid_reason
-    from raw_values
+        {{ identity_normalize('id_type', 'raw_value', 'digits') }} as id_value
+    from with_digits
 
 ),
 
+checked as (
+
+    select
+        *,
+        {{ identity_invalid_reason('id_type', 'raw_value', 'id_value') }} as invalid_reason
+    from normalized
+
+),
+
+-- exact blocks match the folded raw value or the normalized value (two equi-joins)
 exact_blocks as (
 
-    select distinct n.id_type, n.raw_value
-    from normalized as n
+    select c.id_type, c.raw_value
+    from checked as c
     inner join blocked as b
-        on b.match_type = 'exact'
-        and (b.id_type = '*' or b.id_type = n.id_type)
-        and (lower(b.pattern) = n.folded_value or lower(b.pattern) = n.id_value)
+        on b.match_type = 'exact' and b.pattern = c.folded_value
+        and (b.id_type = '*' or b.id_type = c.id_type)
+    union
+    select c.id_type, c.raw_value
+    from checked as c
+    inner join blocked as b
+        on b.match_type = 'exact' and b.pattern = c.id_value
+        and (b.id_type = '*' or b.id_type = c.id_type)
 
 ),
 
 pattern_blocks as (
 
-    select distinct n.id_type, n.raw_value
-    from normalized as n
-    inner join blocked as b
-        on b.match_type = 'regex'
-        and (b.id_type = '*' or b.id_type = n.id_type)
-        and (
-            {{ identity_regex_matches('n.folded_value', 'b.pattern') }}
-            or {{ identity_regex_matches('coalesce(n.id_value, n.folded_value)', 'b.pattern') }}
-        )
+    select c.id_type, c.raw_value
+    from checked as c
+    where c.invalid_reason is null
+        and {{ identity_matches_blocked_pattern('c.id_type', ['c.folded_value', 'c.id_value']) }}
 
 ),
 
 final as (
 
     select
-        n.id_type,
-        n.raw_value,
+        c.id_type,
+        c.raw_value,
         case
-            when n.invalid_reason is null and eb.raw_value is null and pb.raw_value is null
-                then n.id_value
+            when c.invalid_reason is null and eb.raw_value is null and pb.raw_value is null
+                then c.id_value
         end as id_value,
         case
-            when n.invalid_reason = 'empty' then 'empty'
+            when c.invalid_reason = 'empty' then 'empty'
             when eb.raw_value is not null or pb.raw_value is not null then 'blocked'
-            else n.invalid_reason
-        end as invalid_reason
-    from normalized as n
+            else c.invalid_reason
+        end as invalid_reason,
+        c.loaded_at
+    from checked as c
     left join exact_blocks as eb
-        on eb.id_type = n.id_type and eb.raw_value = n.raw_value
+        on eb.id_type = c.id_type and eb.raw_value = c.raw_value
     left join pattern_blocks as pb
-        on pb.id_type = n.id_type and pb.raw_value = n.raw_value
+        on pb.id_type = c.id_type and pb.raw_value = c.raw_value
 
 )
 

@@ -1,20 +1,58 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['record_model', 'record_key'],
+        incremental_strategy='delete+insert',
+    )
+}}
+-- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- Every source record of every identity-bearing model and its customer: the customer of the
 -- record's strongest identifier that was not held back. A record with no such identifier (none at
 -- all, only junk, or only a shared device) is a customer of its own, minted from its record key:
 -- a shared identifier must not join two people's records. Profiles join staging rows to customers
 -- through this model.
+-- Incremental runs redo the records loaded since the last run and every record holding an
+-- identifier whose component was recomputed.
 with
+
+{% if is_incremental() %}
+affected as (
+
+    select distinct record_model, record_key
+    from {{ ref('int_identity__record_nodes') }}
+    where node_id in ({{ identity_touched_nodes() }})
+    union
+    select distinct record_model, record_key
+    from {{ ref('int_identity__record_identifiers') }}
+    where loaded_at > (select max(loaded_at) from {{ this }})
+
+),
+{% endif %}
 
 records as (
 
-    select distinct source, record_model, record_key
-    from {{ ref('int_identity__record_identifiers') }}
+    select source, record_model, record_key, max(loaded_at) as loaded_at
+    from {{ ref('int_identity__record_identifiers') }} as r
+    {%- if is_incremental() %}
+    where exists (
+        select 1 from affected as a
+        where a.record_model = r.record_model and a.record_key = r.record_key
+    )
+    {%- endif %}
+    group by source, record_model, record_key
 
 ),
 
 record_nodes as (
 
-    select * from {{ ref('int_identity__record_nodes') }}
+    select rn.record_model, rn.record_key, rn.node_id, rn.priority, rn.id_type, rn.id_value
+    from {{ ref('int_identity__record_nodes') }} as rn
+    {%- if is_incremental() %}
+    where exists (
+        select 1 from affected as a
+        where a.record_model = rn.record_model and a.record_key = rn.record_key
+    )
+    {%- endif %}
 
 ),
 
@@ -63,7 +101,8 @@ final as (
             ci.customer_id,
             {{ identity_mint_customer_id("'record:' || r.record_model || ':' || r.record_key") }}
         ) as customer_id,
-        ci.customer_id is null as is_unidentified
+        ci.customer_id is null as is_unidentified,
+        r.loaded_at
     from records as r
     left join best_node as b
         on b.record_model = r.record_model and b.record_key = r.record_key

@@ -1,3 +1,10 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['record_model', 'record_key'],
+        incremental_strategy='delete+insert',
+    )
+}}
 -- Every usable identifier of every source record, normalized, with its graph key (node_id) and its
 -- type's priority. Rows whose raw value is not usable stay behind (see identity_quarantine).
 with
@@ -6,6 +13,9 @@ record_identifiers as (
 
     select * from {{ ref('int_identity__record_identifiers') }}
     where id_type is not null
+    {%- if is_incremental() %}
+        and loaded_at > (select max(loaded_at) from {{ this }})
+    {%- endif %}
 
 ),
 

@@ -1,10 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['id_type', 'id_value'],
+        incremental_strategy='delete+insert',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where id_type || ':' || id_value in (select id_type || ':' || id_value from {{ ref('int_identity__customer_identifiers_ranked') }} where not within_limit){% else %}select 1{% endif %}",
+    )
+}}
+-- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- Every identifier and the one customer who holds it: the lookup table of the whole CDP.
 -- Identifiers beyond their type's per-customer limit are in identity.identity_quarantine instead.
+-- Incremental runs rewrite the identifiers identity resolution touched (see identity_touched_nodes).
 with
 
 ranked as (
 
     select * from {{ ref('int_identity__customer_identifiers_ranked') }}
+    {%- if is_incremental() %}
+    where node_id in ({{ identity_touched_nodes() }})
+    {%- endif %}
 
 ),
 
