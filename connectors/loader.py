@@ -36,14 +36,14 @@ DUCKDB_TYPES = {
 }
 
 OPERATIONAL_DDL = [
-    "create schema if not exists cdp",
-    """create table if not exists cdp.connector_state (
+    "create schema if not exists {cdp}",
+    """create table if not exists {cdp}.connector_state (
         source varchar not null, stream varchar not null, cursor varchar,
         updated_at timestamp not null)""",
-    """create table if not exists cdp.quarantine (
+    """create table if not exists {cdp}.quarantine (
         source varchar not null, stream varchar not null, raw_record varchar,
         reason varchar not null, batch_id varchar not null, quarantined_at timestamp not null)""",
-    """create table if not exists cdp.ingest_runs (
+    """create table if not exists {cdp}.ingest_runs (
         run_id varchar not null, source varchar not null, stream varchar not null,
         status varchar not null, started_at timestamp not null, finished_at timestamp not null,
         rows_read bigint, rows_loaded bigint, rows_quarantined bigint, rows_suppressed bigint,
@@ -93,11 +93,12 @@ class BatchFigures:
 
 
 def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse under the catalog name ``warehouse``.
+    """A separate connection to the warehouse in which ``cdp.<table>`` just works.
 
     DuckDB names a file's catalog after the file: for ``cdp.duckdb`` that is ``cdp``, and then
     ``cdp.quarantine`` is ambiguous between catalog and schema (a Binder Error). Attaching under
-    a fixed alias keeps the ``cdp.<table>`` names of the contract working whatever the file name.
+    the alias ``warehouse`` avoids that; for ad-hoc reads (tests, tools) while no other
+    connection of this process has the file open (DuckDB refuses a second instance of a file).
     """
     con = duckdb.connect()
     path = str(db_path).replace("'", "''")
@@ -108,14 +109,22 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 class Warehouse:
-    """A connection to the warehouse file with the connector tables in place."""
+    """A connection to the warehouse file with the connector tables in place.
+
+    It is an ordinary ``duckdb.connect(path)``, so other code of the same process may hold
+    connections to the file too; every name it writes is qualified with the file's catalog,
+    which keeps ``cdp.<table>`` unambiguous even in a file named ``cdp.duckdb``.
+    """
 
     def __init__(self, db_path: str | Path) -> None:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         self.path = str(db_path)
-        self.con = connect(db_path)
+        self.con = duckdb.connect(self.path)
+        self.con.execute("set TimeZone = 'UTC'")
+        self.catalog = self.con.execute("select current_database()").fetchone()[0]
+        self.cdp = f"{q(self.catalog)}.cdp"
         for ddl in OPERATIONAL_DDL:
-            self.con.execute(ddl)
+            self.con.execute(ddl.format(cdp=self.cdp))
         self._ready: set[tuple[str, str]] = set()
 
     def close(self) -> None:
@@ -130,30 +139,31 @@ class Warehouse:
     # -- state -------------------------------------------------------------------------------
     def get_state(self, source: str, stream: str) -> dict[str, Any] | None:
         row = self.con.execute(
-            "select cursor from cdp.connector_state where source = ? and stream = ?",
+            f"select cursor from {self.cdp}.connector_state where source = ? and stream = ?",
             [source, stream],
         ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def _put_state(self, source: str, stream: str, state: dict[str, Any]) -> None:
         self.con.execute(
-            "delete from cdp.connector_state where source = ? and stream = ?", [source, stream]
+            f"delete from {self.cdp}.connector_state where source = ? and stream = ?",
+            [source, stream],
         )
         self.con.execute(
-            f"insert into cdp.connector_state values (?, ?, ?, {_NOW})",
+            f"insert into {self.cdp}.connector_state values (?, ?, ?, {_NOW})",
             [source, stream, json.dumps(state, sort_keys=True, default=str)],
         )
 
     # -- tables ------------------------------------------------------------------------------
     def table(self, source: str, spec: StreamSpec) -> str:
-        return f"{q('raw_' + source)}.{q(spec.name)}"
+        return f"{q(self.catalog)}.{q('raw_' + source)}.{q(spec.name)}"
 
     def ensure_table(self, source: str, spec: StreamSpec) -> None:
         """Create the raw table, or add typed columns a newer connector version models."""
         if (source, spec.name) in self._ready:
             return
         schema = "raw_" + source
-        self.con.execute(f"create schema if not exists {q(schema)}")
+        self.con.execute(f"create schema if not exists {q(self.catalog)}.{q(schema)}")
         cols = [f"{q(c.name)} {DUCKDB_TYPES[c.kind]}" for c in spec.columns]
         cols += ["_record varchar", "_loaded_at timestamp", "_batch_id varchar"]
         self.con.execute(
@@ -163,8 +173,8 @@ class Warehouse:
             r[0]
             for r in self.con.execute(
                 "select column_name from duckdb_columns() "
-                "where database_name = 'warehouse' and schema_name = ? and table_name = ?",
-                [schema, spec.name],
+                "where database_name = ? and schema_name = ? and table_name = ?",
+                [self.catalog, schema, spec.name],
             ).fetchall()
         }
         for c in spec.columns:
@@ -180,14 +190,15 @@ class Warehouse:
         if not spec.identifiers:
             return None
         exists = self.con.execute(
-            "select count(*) from duckdb_tables() where database_name = 'warehouse' "
-            "and schema_name = 'cdp' and table_name = 'suppression_list'"
+            "select count(*) from duckdb_tables() where database_name = ? "
+            "and schema_name = 'cdp' and table_name = 'suppression_list'",
+            [self.catalog],
         ).fetchone()[0]
         if not exists:
             return None
+        listed = f"select id_value_hash from {self.cdp}.suppression_list where id_type = "
         terms = [
-            f"{sql_hash(id_type, q(column))} in (select id_value_hash from cdp.suppression_list "
-            f"where id_type = {_sql_str(id_type)})"
+            f"{sql_hash(id_type, q(column))} in ({listed}{_sql_str(id_type)})"
             for column, id_type in spec.identifiers.items()
         ]
         return "coalesce(" + " or ".join(terms) + ", false)"
@@ -212,7 +223,7 @@ class Warehouse:
                 figures = self._stage_and_write(source, spec, records, batch_id)
             for raw, reason in rejects or []:
                 con.execute(
-                    f"insert into cdp.quarantine values (?, ?, ?, ?, ?, {_NOW})",
+                    f"insert into {self.cdp}.quarantine values (?, ?, ?, ?, ?, {_NOW})",
                     [source, spec.name, raw, reason, batch_id],
                 )
                 figures.quarantined += 1
@@ -282,8 +293,8 @@ class Warehouse:
             from typed"""
         )
         quarantined = con.execute(
-            f"insert into cdp.quarantine select {src}, {strm}, _record, _reason, {batch}, {_NOW} "
-            "from _stage where _reason is not null"
+            f"insert into {self.cdp}.quarantine select {src}, {strm}, _record, _reason, {batch}, "
+            f"{_NOW} from _stage where _reason is not null"
         ).fetchone()[0]
 
         # from here _stage is whittled down to the rows to write (deletes copy nothing)
@@ -320,7 +331,7 @@ class Warehouse:
     # -- run figures -------------------------------------------------------------------------
     def record_run(self, run_id: str, result: Any, started_at: dt.datetime) -> None:
         self.con.execute(
-            "insert into cdp.ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"insert into {self.cdp}.ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 result.source,

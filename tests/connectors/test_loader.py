@@ -201,3 +201,15 @@ def test_unchanged_records_are_not_reloaded(cdp_env):
         (1, "b", "b3"),
         (2, None, "b1"),
     ]
+
+
+def test_warehouse_shares_the_file_with_other_connections_of_the_process(tmp_path):
+    path = tmp_path / "cdp.duckdb"
+    other = duckdb.connect(str(path))  # e.g. a resource of the orchestrator, held open
+    try:
+        with Warehouse(path) as wh:
+            wh.load_batch("t", SPEC, [rec(id=1), "{x"], {"c": 1}, "b1")
+        assert other.execute("select count(*) from cdp.cdp.quarantine").fetchone()[0] == 1
+        assert other.execute("select count(*) from raw_t.things").fetchone()[0] == 1
+    finally:
+        other.close()
