@@ -2,7 +2,8 @@
 hold, ids survive full rebuilds, and a merge keeps the older id and is recorded.
 
 One warehouse is built in stages by a module fixture (dbt builds are the slow part): stage 1,
-the same data again with --full-refresh, then stage 2 adds a record that joins two customers.
+then stage 2 adds a record that joins two customers. (Ids across --full-refresh and on a fresh
+warehouse: test_identity_incremental and test_identity_demo.)
 """
 
 from __future__ import annotations
@@ -160,11 +161,9 @@ def stages(tmp_path_factory) -> dict:
     db_path = tmp_path_factory.mktemp("identity_scenarios") / "cdp.duckdb"
     build(db_path, STAGE_1)
     first = _snapshot(db_path)
-    build(db_path, STAGE_1, "--full-refresh", *NO_TESTS)
-    rebuilt = _snapshot(db_path)
     build(db_path, STAGE_2, *NO_TESTS)
     merged = _snapshot(db_path)
-    return {"first": first, "rebuilt": rebuilt, "merged": merged}
+    return {"first": first, "merged": merged}
 
 
 def _customer(snapshot: dict, model: str, key: str) -> str:
@@ -245,11 +244,6 @@ def test_two_user_ids_linked_through_weaker_identifiers_are_split(stages) -> Non
     assert _customer(s, "stg_app__users", "1008") != _customer(s, "stg_app__users", "1009")
     split = {(t, v) for r, t, v, _ in s["quarantine"] if r == "conflicting_anchors"}
     assert ("hubspot_contact_id", "50008") in split
-
-
-def test_ids_stable_across_a_full_rebuild(stages) -> None:
-    assert stages["rebuilt"]["records"] == stages["first"]["records"]
-    assert sorted(stages["rebuilt"]["identifiers"]) == sorted(stages["first"]["identifiers"])
 
 
 def test_merge_keeps_the_older_id_and_is_recorded(stages) -> None:

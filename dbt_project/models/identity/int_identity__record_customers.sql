@@ -45,7 +45,7 @@ records as (
 
 record_nodes as (
 
-    select rn.record_model, rn.record_key, rn.node_id, rn.priority, rn.id_type, rn.id_value
+    select rn.record_model, rn.record_key, rn.node_id
     from {{ ref('int_identity__record_nodes') }} as rn
     {%- if is_incremental() %}
     where exists (
@@ -68,26 +68,15 @@ customer_ids as (
 
 ),
 
+-- the record's identifiers that were not held back are linked by the record itself, so they share
+-- one component: any of them names the customer (an aggregate, not a window over every row)
 best_node as (
 
-    select record_model, record_key, component_id
-    from (
-        select
-            rn.record_model,
-            rn.record_key,
-            c.component_id,
-            row_number() over (
-                partition by rn.record_model, rn.record_key
-                order by
-                    rn.priority,
-                    rn.id_type,
-                    rn.id_value
-            ) as node_rank
-        from record_nodes as rn
-        inner join components as c on c.node_id = rn.node_id
-        where c.holdback_reason is null
-    ) as ranked
-    where node_rank = 1
+    select rn.record_model, rn.record_key, min(c.component_id) as component_id
+    from record_nodes as rn
+    inner join components as c on c.node_id = rn.node_id
+    where c.holdback_reason is null
+    group by rn.record_model, rn.record_key
 
 ),
 
