@@ -72,9 +72,12 @@ class ConnectorError(Exception):
     credentials or endpoint), so the run does not knock on the same door again.
     """
 
-    def __init__(self, message: str, *, source_wide: bool = False) -> None:
+    def __init__(
+        self, message: str, *, source_wide: bool = False, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.source_wide = source_wide
+        self.status = status  # the HTTP status that caused it, if any
 
 
 class NotConfigured(Exception):  # noqa: N818 - reads as a condition, not an error

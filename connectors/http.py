@@ -113,8 +113,10 @@ class HttpClient:
             text = text.replace(secret, "***")
         return text
 
-    def _fail(self, message: str, *, source_wide: bool = False) -> ConnectorError:
-        return ConnectorError(self.mask(message), source_wide=source_wide)
+    def _fail(
+        self, message: str, *, source_wide: bool = False, status: int | None = None
+    ) -> ConnectorError:
+        return ConnectorError(self.mask(message), source_wide=source_wide, status=status)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -159,14 +161,16 @@ class HttpClient:
                         f"{what}: HTTP {status}, the credentials were refused; "
                         f"check {' and '.join(self.credential_vars)}",
                         source_wide=True,
+                        status=status,
                     )
                 if status == 404:
                     raise self._fail(
                         f"{what}: HTTP 404, no such endpoint; check {self.vendor.upper()}_BASE_URL",
                         source_wide=True,
+                        status=status,
                     )
                 if status not in RETRY_STATUSES:
-                    raise self._fail(f"{what}: HTTP {status}: {response.text[:300]}")
+                    raise self._fail(f"{what}: HTTP {status}: {response.text[:300]}", status=status)
                 problem = f"HTTP {status}"
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if attempt >= self.max_retries:

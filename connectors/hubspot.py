@@ -60,6 +60,7 @@ LIST_LIMIT = 100  # HubSpot's maximum page size for list endpoints
 SEARCH_LIMIT = 200  # and for search
 SEARCH_CAP = 10_000
 CLOCK_SKEW_MS = 5 * 60 * 1000  # the first incremental window reaches back this far
+SEARCH_LAG_MS = 60 * 1000  # and every later one this far behind the newest change seen
 
 
 def _millis(iso: str | None) -> int | None:
@@ -83,7 +84,8 @@ class HubSpotConnector(HttpConnector):
 
     def read(self, stream: str, state: dict[str, Any] | None) -> Iterator[Page]:
         if state and state.get("mode") == "incremental":
-            yield from self._search(stream, int(state["since_ms"]))
+            # the search index lags writes by seconds: look back a little at every run start
+            yield from self._search(stream, int(state["since_ms"]) - SEARCH_LAG_MS)
         else:
             yield from self._list(stream, state or {})
 

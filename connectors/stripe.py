@@ -12,11 +12,12 @@ events carry the object as it became.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from connectors.base import Column, Page, StreamSpec, specs_by_name
+from connectors.base import Column, ConnectorError, Page, StreamSpec, specs_by_name
 from connectors.http import HttpConnector, bearer_client, dump_records
 
 CUSTOMERS = StreamSpec(
@@ -50,6 +51,8 @@ CHARGES = StreamSpec(
     ),
     identifiers={"customer": "stripe_customer_id"},
 )
+log = logging.getLogger(__name__)
+
 PAGE_LIMIT = 100
 CLOCK_SKEW_S = 300
 # the events that carry a changed object; creations are read from the object lists themselves
@@ -91,7 +94,17 @@ class StripeConnector(HttpConnector):
                 params["created[gte]"] = since
             if after:
                 params["starting_after"] = after
-            body = self.client.get_json(f"/v1/{stream}", params)
+            try:
+                body = self.client.get_json(f"/v1/{stream}", params)
+            except ConnectorError as exc:
+                if not (after and exc.status == 400):
+                    raise
+                # the object a killed pass stopped at was deleted since: walk the window again
+                log.warning(
+                    "stripe %s: resuming after %s failed; restarting the pass", stream, after
+                )
+                after, newest = None, since
+                continue
             data = body.get("data") or []
             for obj in data:
                 created = obj.get("created")

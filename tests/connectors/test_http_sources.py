@@ -252,3 +252,17 @@ def test_hubspot_companies_cursor_uses_hs_lastmodifieddate(small_demo, cdp_env, 
             "Renamed Inc"
         )
     assert hubspot.MODIFIED["companies"] == "hs_lastmodifieddate"
+
+
+def test_stripe_resume_after_a_deleted_object_restarts_the_pass(cdp_env, monkeypatch):
+    from connectors.loader import Warehouse
+    from connectors.stripe import CUSTOMERS
+
+    with serve("stripe", None, monkeypatch) as fake:
+        for i in range(30):
+            fake.add_customer(id=f"cus_{i:03d}", email=f"d{i}@x.com")
+        with Warehouse(cdp_env) as wh:  # as a killed pass leaves it: stopped after cus_gone
+            state = {"since": None, "starting_after": "cus_gone", "events_since": 0}
+            wh.load_batch("stripe", CUSTOMERS, [], state, "b0")
+        result = ingest_stream("stripe", "customers")
+        assert (result.status, result.rows_loaded) == ("ok", 30)
