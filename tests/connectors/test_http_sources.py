@@ -266,3 +266,21 @@ def test_stripe_resume_after_a_deleted_object_restarts_the_pass(cdp_env, monkeyp
             wh.load_batch("stripe", CUSTOMERS, [], state, "b0")
         result = ingest_stream("stripe", "customers")
         assert (result.status, result.rows_loaded) == ("ok", 30)
+
+
+def test_hubspot_contacts_written_by_the_write_routes_are_read_back(cdp_env, monkeypatch):
+    """A contact changed only through ``updatedAt`` (as a write route may do) is still found."""
+    with serve("hubspot", None, monkeypatch) as fake:
+        old = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        contact = fake.add_contact(email="w@x.com", when=old)
+        ingest_stream("hubspot", "contacts")
+        later = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)).isoformat()
+        contact["properties"]["firstname"] = "Written"
+        contact["updatedAt"] = later.replace("+00:00", "Z")
+        created = {"id": "777", "properties": {"email": "new@x.com"}, "archived": False}
+        created["createdAt"] = created["updatedAt"] = contact["updatedAt"]
+        fake.contacts["777"] = created
+        result = ingest_stream("hubspot", "contacts")
+        assert result.rows_loaded == 2
+        got = rows(cdp_env, "select id, firstname, email from raw_hubspot.contacts order by id")
+        assert got == [("777", None, "new@x.com"), (contact["id"], "Written", "w@x.com")]

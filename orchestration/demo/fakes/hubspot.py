@@ -67,6 +67,18 @@ def _to_millis(iso: str | None) -> int | None:
     return _millis(iso) if iso else None
 
 
+def _prop(obj: dict, name: str) -> str | None:
+    """A property as HubSpot reports it: system properties follow the object's own timestamps,
+    whichever route (this fake's or the write mixin's) changed the object."""
+    if name == "hs_object_id":
+        return str(obj.get("id"))
+    if name in ("lastmodifieddate", "hs_lastmodifieddate"):
+        return obj.get("updatedAt") or obj["properties"].get(name)
+    if name == "createdate":
+        return obj["properties"].get(name) or obj.get("createdAt")
+    return obj["properties"].get(name)
+
+
 class HubSpotFake(FakeServer):
     name = "hubspot"
     search_cap = 10_000  # HubSpot's limit on results reachable by one search query
@@ -152,7 +164,7 @@ class HubSpotFake(FakeServer):
     @staticmethod
     def _view(obj: dict, properties: list[str] | None, kind: str) -> dict:
         wanted = properties or DEFAULT_PROPERTIES[kind]
-        return {**obj, "properties": {p: obj["properties"].get(p) for p in wanted}}
+        return {**obj, "properties": {p: _prop(obj, p) for p in wanted}}
 
     @staticmethod
     def _id_key(object_id: object) -> tuple[int, str]:
@@ -231,7 +243,7 @@ class HubSpotFake(FakeServer):
 
     @staticmethod
     def _sort_value(obj: dict, prop: str) -> tuple:
-        value = obj["properties"].get(prop) if prop != "hs_object_id" else obj["id"]
+        value = _prop(obj, prop)
         if prop.endswith("date"):
             return (0, _to_millis(value) or 0)
         return (0, value or "")
@@ -246,7 +258,7 @@ class HubSpotFake(FakeServer):
     @staticmethod
     def _test(obj: dict, flt: dict) -> bool:
         prop, op = flt["propertyName"], flt["operator"]
-        value = obj["properties"].get(prop)
+        value = _prop(obj, prop)
         if op == "HAS_PROPERTY":
             return value is not None
         if value is None:
