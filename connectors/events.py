@@ -19,7 +19,7 @@ from connectors.base import Column, Connector, NotConfigured, Page, StreamSpec, 
 
 log = logging.getLogger(__name__)
 
-PATTERNS = ("*.jsonl", "*.ndjson", "*.json")
+PATTERNS = ("*.jsonl", "*.ndjson")  # not *.json: one document per file is not JSON lines
 # a file untouched this long is complete: its last line is taken even without a newline
 SETTLED_SECONDS = 5.0
 
