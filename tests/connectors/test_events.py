@@ -115,3 +115,13 @@ def test_missing_events_dir_skips_the_source(cdp_env, monkeypatch):
     assert scalar(cdp_env, "select status from cdp.ingest_runs where source = 'events'") == (
         "skipped"
     )
+
+
+def test_files_still_being_written_by_the_collector_are_left_alone(cdp_env, events_dir):
+    events_dir.mkdir()
+    line = json.dumps({"type": "track", "event": "E", "messageId": "c1"}) + "\n"
+    (events_dir / "events-1.jsonl.open").write_text(line)
+    (events_dir / "notes.json").write_text('{\n  "not": "events"\n}\n')
+    assert ingest_stream("events", "events").rows_read == 0
+    (events_dir / "events-1.jsonl.open").rename(events_dir / "events-1.jsonl")  # published
+    assert ingest_stream("events", "events").rows_loaded == 1
