@@ -206,9 +206,9 @@ def _run_stream(
     except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the others
         result.status = "failed"
         if isinstance(exc, ConnectorError):
-            result.message, fatal = str(exc), exc.source_wide
+            result.message, fatal = settings.mask_secrets(str(exc)), exc.source_wide
         else:
-            result.message = f"{type(exc).__name__}: {exc}"
+            result.message = settings.mask_secrets(f"{type(exc).__name__}: {exc}")
         log.error("%s.%s failed: %s", source, stream, result.message)
         pages.close()
         # pages read before the failure are whole, each with a valid cursor: keep the progress

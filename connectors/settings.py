@@ -49,3 +49,22 @@ def files_config_path() -> Path:
 def batch_rows() -> int:
     """Records per committed batch: enough to amortize a transaction, few enough to resume."""
     return int(env("CDP_INGEST_BATCH_ROWS") or 5000)
+
+
+SECRET_VARS = ("HUBSPOT_ACCESS_TOKEN", "STRIPE_API_KEY", "ZENDESK_API_TOKEN")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every configured secret (tokens, the app database password) masked.
+
+    Connectors already keep secrets out of their messages; this is the net under messages that
+    come from elsewhere (a driver's exception) before they reach logs, the warehouse or Dagster.
+    """
+    secrets = [env(name) for name in SECRET_VARS]
+    url = env("CDP_APP_DB_URL") or ""
+    if "@" in url and ":" in url.split("://", 1)[-1].split("@", 1)[0]:
+        secrets.append(url.split("://", 1)[-1].split("@", 1)[0].split(":", 1)[1])
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

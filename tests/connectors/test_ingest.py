@@ -85,3 +85,22 @@ def test_closing_prefetch_early_stops_the_reader():
     assert next(pages).state == {"i": 0}
     pages.close()
     assert "ingest-reader" not in {t.name for t in threading.enumerate()} - before
+
+
+def test_unexpected_errors_are_masked_before_they_are_stored(cdp_env, monkeypatch, tmp_path):
+    from connectors.events import EventsConnector
+
+    secret = "sk_live_do_not_leak_1234"
+    monkeypatch.setenv("STRIPE_API_KEY", secret)
+    monkeypatch.setenv("CDP_EVENTS_DIR", str(tmp_path))
+
+    def explode(self, stream, state):
+        raise RuntimeError(f"driver said: bad key {secret}")
+        yield  # a generator, like every read()
+
+    monkeypatch.setattr(EventsConnector, "read", explode)
+    result = ingest_stream("events", "events")
+    assert result.status == "failed"
+    assert result.message == "RuntimeError: driver said: bad key ***"
+    stored = rows(cdp_env, "select message from cdp.ingest_runs")
+    assert stored == [("RuntimeError: driver said: bad key ***",)]
