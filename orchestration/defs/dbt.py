@@ -39,7 +39,7 @@ from dagster_dbt import (
 from orchestration import settings
 from orchestration.dbt_cli import dbt_executable
 from orchestration.defs.config import writer_pool
-from orchestration.defs.resources import WarehouseResource, dbt_target
+from orchestration.defs.resources import WarehouseResource, dbt_target, read_only_connection
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def _table_metadata(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, 
     schema, table = relation.split(".", 1)
     columns = con.execute(
         "select column_name, data_type, is_nullable from information_schema.columns "
-        "where table_schema = ? and table_name = ? order by ordinal_position",
+        "where table_catalog = current_database() and table_schema = ? and table_name = ? "
+        "order by ordinal_position",
         [schema, table],
     ).fetchall()
     if not columns:
@@ -173,7 +174,7 @@ def _with_table_metadata(
 ) -> Iterator[Any]:
     by_key = relations()
     try:
-        con = duckdb.connect(str(db_path), read_only=True)
+        con = read_only_connection(db_path)
     except duckdb.Error as exc:  # the metadata is a bonus; the build itself succeeded
         log.warning("no table metadata: %s", exc)
         yield from events

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from orchestration.defs.config import writer_pool
-from orchestration.defs.resources import WarehouseResource
+from orchestration.defs.resources import WarehouseResource, read_only_connection
 from orchestration.defs.secrets import settle
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def _raw_row_count(warehouse: WarehouseResource, source: str, stream: str) -> in
     import duckdb
 
     try:
-        con = duckdb.connect(str(warehouse.db_path()), read_only=True)
+        con = read_only_connection(warehouse.db_path())
     except duckdb.Error:
         return None
     try:

@@ -60,6 +60,14 @@ def file_lock(path: Path, exclusive: bool, timeout_s: float = LOCK_WAIT_S) -> It
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def read_only_connection(db_path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection under a fixed catalog name (see ``connectors.loader.connect``):
+    in a file named ``cdp.duckdb`` a bare ``cdp.<table>`` would be ambiguous."""
+    from connectors.loader import connect
+
+    return connect(db_path, read_only=True)
+
+
 class WarehouseResource(ConfigurableResource):
     """The DuckDB file; ``path`` empty means ``CDP_DUCKDB_PATH`` (read when the step runs)."""
 
@@ -82,7 +90,7 @@ class WarehouseResource(ConfigurableResource):
         if not db_path.exists():
             raise FileNotFoundError(f"the warehouse {db_path} does not exist yet: run `cdp run`")
         with file_lock(lock_path(db_path), exclusive=False):
-            con = duckdb.connect(str(db_path), read_only=True)
+            con = read_only_connection(db_path)
             try:
                 yield con
             finally:
