@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,34 +116,41 @@ class _Failed:
         self.exc = exc
 
 
-def prefetch(pages: Iterator[Page], depth: int = 4) -> Generator[Page, None, None]:
+def prefetch(pages: Iterator[Page], max_records: int = 10_000) -> Generator[Page, None, None]:
     """Read the next pages in a thread while the current batch is loaded.
 
-    Fetching (network, JSON) and loading (DuckDB, which releases the GIL) then overlap. Order is
-    kept, so cursors still commit in sequence; a reader error arrives after the pages read
-    before it. Closing the generator stops the reader at its next page.
+    Fetching (network, JSON) and loading (DuckDB, which releases the GIL) then overlap. The
+    reader runs up to ``max_records`` ahead (a batch's worth, so it keeps fetching while a whole
+    batch commits) and at least one page. Order is kept, so cursors still commit in sequence; a
+    reader error arrives after the pages read before it. Closing the generator stops the reader
+    at its next page.
     """
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    buffer: deque = deque()
+    held = 0  # records in the buffer
+    cond = threading.Condition()
     done = object()
-    stop = threading.Event()
+    stop = False
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def put(item: object, size: int) -> bool:
+        nonlocal held
+        with cond:
+            while not stop and buffer and held + size > max_records:
+                cond.wait()
+            if stop:
+                return False
+            buffer.append((item, size))
+            held += size
+            cond.notify_all()
+            return True
 
     def reader() -> None:
         try:
             for page in pages:
-                if not put(page):
+                if not put(page, len(page.records)):
                     return
-            put(done)
+            put(done, 0)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(_Failed(exc))
+            put(_Failed(exc), 0)
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -153,14 +160,21 @@ def prefetch(pages: Iterator[Page], depth: int = 4) -> Generator[Page, None, Non
     thread.start()
     try:
         while True:
-            item = buffer.get()
+            with cond:
+                while not buffer:
+                    cond.wait()
+                item, size = buffer.popleft()
+                held -= size
+                cond.notify_all()
             if item is done:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
             yield item
     finally:
-        stop.set()
+        with cond:
+            stop = True
+            cond.notify_all()
         thread.join(timeout=30)
 
 
@@ -190,7 +204,7 @@ def _run_stream(
         result.rows_suppressed += figures.suppressed
         pending, rejects, pending_state, dirty = [], [], None, False
 
-    pages = prefetch(connector.read(stream, wh.get_state(source, stream)))
+    pages = prefetch(connector.read(stream, wh.get_state(source, stream)), batch_rows)
     try:
         for page in pages:
             result.pages += 1

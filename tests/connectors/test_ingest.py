@@ -74,14 +74,14 @@ def _pages(n: int, fail_after: bool = False):
 def test_prefetch_keeps_order_and_delivers_pages_before_an_error():
     got = []
     with pytest.raises(ConnectorError, match="boom"):
-        for page in prefetch(_pages(7, fail_after=True), depth=2):
+        for page in prefetch(_pages(7, fail_after=True), max_records=2):
             got.append(page.state["i"])
     assert got == list(range(7))
 
 
 def test_closing_prefetch_early_stops_the_reader():
     before = {t.name for t in threading.enumerate()}
-    pages = prefetch(_pages(10_000), depth=2)
+    pages = prefetch(_pages(10_000), max_records=2)
     assert next(pages).state == {"i": 0}
     pages.close()
     assert "ingest-reader" not in {t.name for t in threading.enumerate()} - before
