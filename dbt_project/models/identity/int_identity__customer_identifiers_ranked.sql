@@ -11,7 +11,7 @@
 -- runs redo the touched identifiers: whole customers, so the ranks are complete.
 with
 
-ranked as (
+joined as (
 
     select
         i.node_id,
@@ -22,11 +22,7 @@ ranked as (
         i.last_seen_at,
         i.sources,
         i.record_count,
-        i.max_per_customer,
-        row_number() over (
-            partition by ci.customer_id, i.id_type
-            order by i.first_seen_at nulls last, i.id_value
-        ) as type_rank
+        i.max_per_customer
     from {{ ref('int_identity__identifiers') }} as i
     inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
@@ -36,10 +32,37 @@ ranked as (
 
 ),
 
+-- only (customer, type) groups over their limit need ranking; sorting every group would not pay
+over_limit_groups as (
+
+    select customer_id, id_type
+    from joined
+    group by customer_id, id_type, max_per_customer
+    having count(*) > max_per_customer
+
+),
+
+ranked as (
+
+    select
+        j.node_id,
+        row_number() over (
+            partition by j.customer_id, j.id_type
+            order by j.first_seen_at nulls last, j.id_value
+        ) as type_rank
+    from joined as j
+    inner join over_limit_groups as g on g.customer_id = j.customer_id and g.id_type = j.id_type
+
+),
+
 final as (
 
-    select *, type_rank <= max_per_customer as within_limit
-    from ranked
+    select
+        j.*,
+        coalesce(r.type_rank, 1) as type_rank,
+        coalesce(r.type_rank, 1) <= j.max_per_customer as within_limit
+    from joined as j
+    left join ranked as r on r.node_id = j.node_id
 
 )
 

@@ -22,15 +22,13 @@ record_nodes as (
 
 ),
 
--- per (identifier, source) first: far fewer rows to aggregate the source lists from
+-- per (identifier, source) first: far fewer rows to aggregate the source lists from; only numbers
+-- and timestamps here, the type and value come once per identifier from the normalized values
 per_source as (
 
     select
         node_id,
         source,
-        min(id_type) as id_type,
-        min(id_value) as id_value,
-        min(priority) as priority,
         min(coalesce(first_seen_at, seen_at)) as first_seen_at,
         max(seen_at) as last_seen_at,
         max(loaded_at) as max_loaded_at,
@@ -40,14 +38,10 @@ per_source as (
 
 ),
 
-final as (
+per_node as (
 
     select
         node_id,
-        min(id_type) as id_type,
-        min(id_value) as id_value,
-        min(priority) as priority,
-        {{ identity_max_per_customer('min(id_type)') }} as max_per_customer,
         min(first_seen_at) as first_seen_at,
         max(last_seen_at) as last_seen_at,
         {{ dbt.listagg('source', "','", 'order by source') }} as sources,
@@ -55,6 +49,33 @@ final as (
         max(max_loaded_at) as max_loaded_at
     from per_source
     group by node_id
+
+),
+
+attributes as (
+
+    select node_id, min(id_type) as id_type, min(id_value) as id_value
+    from {{ ref('int_identity__normalized_values') }}
+    where node_id in (select node_id from per_node)
+    group by node_id
+
+),
+
+final as (
+
+    select
+        n.node_id,
+        a.id_type,
+        a.id_value,
+        {{ identity_priority('a.id_type') }} as priority,
+        {{ identity_max_per_customer('a.id_type') }} as max_per_customer,
+        n.first_seen_at,
+        n.last_seen_at,
+        n.sources,
+        n.record_count,
+        n.max_loaded_at
+    from per_node as n
+    inner join attributes as a on a.node_id = n.node_id
 
 )
 

@@ -103,6 +103,11 @@ final as (
             when c.invalid_reason is null and eb.raw_value is null and pb.raw_value is null
                 then c.id_value
         end as id_value,
+        -- the identifier's graph key, computed once per distinct value
+        case
+            when c.invalid_reason is null and eb.raw_value is null and pb.raw_value is null
+                then {{ identity_node_id('c.id_type', 'c.id_value') }}
+        end as node_id,
         case
             when c.invalid_reason = 'empty' then 'empty'
             when eb.raw_value is not null or pb.raw_value is not null then 'blocked'

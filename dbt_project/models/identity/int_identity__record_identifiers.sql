@@ -24,6 +24,7 @@ with
         '{{ meta.source }}' as source,
         '{{ input.name }}' as record_model,
         cast(r.{{ meta.record_key }} as varchar) as record_key,
+        {{ identity_node_id("'" ~ input.name ~ "'", 'cast(r.' ~ meta.record_key ~ ' as varchar)') }} as record_id,
         cast(r.{{ meta.seen_at }} as timestamp) as seen_at,
         cast(r.{{ first_seen }} as timestamp) as first_seen_at,
         r._loaded_at as loaded_at,
@@ -62,7 +63,9 @@ with
 final as (
 
     {%- for input in inputs %}
-    select source, record_model, record_key, seen_at, first_seen_at, loaded_at, id_type, raw_value
+    select
+        source, record_model, record_key, record_id, seen_at, first_seen_at, loaded_at,
+        id_type, raw_value
     from {{ input.name }}
     where (position = 0 and has_no_identifier) or (position > 0 and raw_value is not null)
     {%- if not loop.last %}

@@ -32,13 +32,13 @@ final as (
         r.source,
         r.record_model,
         r.record_key,
-        {{ identity_node_id('r.record_model', 'r.record_key') }} as record_id,
+        r.record_id,
         r.seen_at,
         r.first_seen_at,
         r.loaded_at,
         n.id_type,
         n.id_value,
-        {{ identity_node_id('n.id_type', 'n.id_value') }} as node_id,
+        n.node_id,
         {{ identity_priority('n.id_type') }} as priority
 
     from record_identifiers as r
