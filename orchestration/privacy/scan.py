@@ -40,9 +40,9 @@ GLOBAL_KEYS: dict[str, tuple[str, ...]] = {
     "submitter_id": ("zendesk_user_id",),
     "customer": ("stripe_customer_id",),
     "customer_id": ("customer_id",),
-    "id_value": (ANY_TYPE,),  # identity tables: (id_type, id_value) rows
-    "record_key": (ANY_TYPE,),
 }
+# (value column, column naming its type): ``id_value`` is typed by the row's ``id_type``,
+# ``record_key`` by the staging model in the row's ``record_model`` (identity, consent ledger)
 
 # a raw table's own ``id`` is an identifier only where the record *is* the person
 TABLE_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -176,6 +176,7 @@ class Scanner:
         self._view_names: set[str] | None = None
         self._column_cache: dict[str, list[tuple[str, str]]] | None = None
         self._origin_keys_ready = False
+        self._model_types_ready = False
 
     def tables(self, include_views: bool = False) -> list[str]:
         """Every user table of the warehouse (``schema.table``), the privacy tables excepted."""
@@ -296,6 +297,21 @@ class Scanner:
                 f"or fi.id_type = '{ANY_TYPE}')"
             )
         columns = {c for c, _ in self._columns(table)}
+        ref = self._ref(table)
+        if self.target.typed_ids and {"id_type", "id_value"} <= columns:
+            selects.append(
+                f"select o.rowid as rid from {ref} as o join _forget_ids as fi "
+                f"on fi.id_type in (o.id_type, '{ANY_TYPE}') "
+                "and fi.value = trim(cast(o.id_value as varchar))"
+            )
+        if self.target.typed_ids and {"record_model", "record_key"} <= columns:
+            self._fill_model_types()
+            selects.append(
+                f"select o.rowid as rid from {ref} as o "
+                "join _forget_model_types as mt on mt.model = o.record_model "
+                f"join _forget_ids as fi on fi.id_type in (mt.id_type, '{ANY_TYPE}') "
+                "and fi.value = trim(cast(o.record_key as varchar))"
+            )
         if self.target.typed_ids and {"source", "stream"} <= columns:
             # a record kept apart from its raw table (quarantine): its own ``id`` is typed by
             # the table it was bound for
@@ -347,6 +363,20 @@ class Scanner:
                     if value is not None and (i := Identifier.of(id_type, value)) is not None:
                         found.add(i)
         return found
+
+    def _fill_model_types(self) -> None:
+        if self._model_types_ready:
+            return
+        from orchestration.privacy.resolve import record_key_types
+
+        self.con.execute(
+            "create or replace temp table _forget_model_types (model varchar, id_type varchar)"
+        )
+        pairs = sorted(record_key_types().items())
+        if pairs:
+            values = ", ".join(f"({_lit(m)}, {_lit(t)})" for m, t in pairs)
+            self.con.execute(f"insert into _forget_model_types values {values}")
+        self._model_types_ready = True
 
     def _fill_origin_keys(self) -> None:
         if self._origin_keys_ready:

@@ -235,3 +235,19 @@ def test_email_consent_gates_every_mirror_run_both_ways(pipeline, small_demo) ->
     mark = len(log)
     _sync(db)
     assert log[mark:] == []
+    # the audit trail: every consent change and every sync run is queryable in the warehouse
+    con = connect(db, read_only=True)
+    changes = con.execute(
+        "select c.email, l.granted from marts.consent_ledger as l "
+        "join marts.customers as c using (customer_id) "
+        "where l.record_key like 'consent-test-%' and l.purpose = 'email_marketing' "
+        "order by l.decided_at, c.email"
+    ).fetchall()
+    assert changes == sorted([(granted[0], False), (refused[0], True)]) + sorted(
+        [(granted[0], True), (refused[0], False)]
+    )
+    runs = con.execute(
+        "select count(*) from cdp.sync_runs where sync_name = ?", [mailchimp.name]
+    ).fetchone()[0]
+    assert runs >= 4  # the first run, two consent rounds, the idle run
+    con.close()

@@ -106,3 +106,27 @@ def test_identifiers_inside_free_text_and_nested_json_are_found(tmp_path) -> Non
     assert scanner.delete("cdp.quarantine") == 2
     left = [r[0] for r in con.execute("select reason from cdp.quarantine order by 1").fetchall()]
     assert left == ["a date is not a phone", "other person"]
+
+
+def test_keys_typed_by_their_row_match_only_that_type(tmp_path) -> None:
+    """``record_key`` 1001 of a ticket is not user 1001; ``id_value`` is typed by ``id_type``."""
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.customer_events as select * from (values "
+        "('c1', 'stg_zendesk__tickets', '1001'), ('c2', 'stg_app__users', '1001'), "
+        "('c3', 'stg_events__events', 'msg-7')) t(customer_id, record_model, record_key)"
+    )
+    con.execute(
+        "create table marts.customer_identifiers as select * from (values "
+        "('c1', 'zendesk_user_id', '1001'), ('c2', 'user_id', '1001')) "
+        "t(customer_id, id_type, id_value)"
+    )
+    scanner = Scanner(con, [Identifier("user_id", "1001"), Identifier("message_id", "msg-7")])
+    assert scanner.delete("marts.customer_events") == 2
+    assert scanner.delete("marts.customer_identifiers") == 1
+    left = con.execute(
+        "select (select list(customer_id) from marts.customer_events), "
+        "(select list(customer_id) from marts.customer_identifiers)"
+    ).fetchone()
+    assert left == (["c1"], ["c1"])
