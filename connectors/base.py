@@ -58,11 +58,14 @@ class Page:
 
     ``rejects`` are inputs the connector itself could not turn into records (a CSV file that
     does not parse): ``(raw text, reason)`` pairs that go to quarantine with the batch.
+    ``objects`` promises that every record is the text of a JSON object (the connector
+    serialized parsed objects), so the loader need not check.
     """
 
     records: list[str]
     state: dict[str, Any] | None
     rejects: list[tuple[str, str]] = field(default_factory=list)
+    objects: bool = False
 
 
 class ConnectorError(Exception):

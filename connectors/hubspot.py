@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.base import Column, ConnectorError, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, HttpConnector, bearer_client, dump_records
+from connectors.http import HttpClient, HttpConnector, bearer_client, json_page
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,13 @@ class HubSpotConnector(HttpConnector):
                 params["after"] = after
             body = self.client.get_json(path, params)
             after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            records = dump_records(body.get("results") or [])
+            records = body.get("results") or []
             if after:
-                yield Page(records, {"mode": "full", "after": after, "started_ms": started_ms})
+                yield json_page(records, {"mode": "full", "after": after, "started_ms": started_ms})
             else:
                 # everything modified since the listing began is picked up by the first search
                 since = started_ms - CLOCK_SKEW_MS
-                yield Page(records, {"mode": "incremental", "since_ms": since})
+                yield json_page(records, {"mode": "incremental", "since_ms": since})
                 return
 
     def _search(self, stream: str, since_ms: int) -> Iterator[Page]:
@@ -142,7 +142,7 @@ class HubSpotConnector(HttpConnector):
                 stamp = _millis((obj.get("properties") or {}).get(prop))
                 if stamp is not None and stamp > newest:
                     newest = stamp
-            yield Page(dump_records(results), {"mode": "incremental", "since_ms": newest})
+            yield json_page(results, {"mode": "incremental", "since_ms": newest})
             if not ((body.get("paging") or {}).get("next") or {}).get("after"):
                 return
             if newest > window:

@@ -192,17 +192,18 @@ def _run_stream(
     rejects: list[tuple[str, str]] = []
     pending_state = None
     dirty = fatal = False
+    objects = True  # every record pending is known to be a JSON object
 
     def flush() -> None:
-        nonlocal pending, rejects, pending_state, dirty
+        nonlocal pending, rejects, pending_state, dirty, objects
         if not dirty:
             return
         batch_id = f"{run_id}-{uuid.uuid4().hex[:8]}"
-        figures = wh.load_batch(source, spec, pending, pending_state, batch_id, rejects)
+        figures = wh.load_batch(source, spec, pending, pending_state, batch_id, rejects, objects)
         result.rows_loaded += figures.loaded
         result.rows_quarantined += figures.quarantined
         result.rows_suppressed += figures.suppressed
-        pending, rejects, pending_state, dirty = [], [], None, False
+        pending, rejects, pending_state, dirty, objects = [], [], None, False, True
 
     pages = prefetch(connector.read(stream, wh.get_state(source, stream)), batch_rows)
     try:
@@ -211,6 +212,7 @@ def _run_stream(
             result.rows_read += len(page.records) + len(page.rejects)
             pending.extend(page.records)
             rejects.extend(page.rejects)
+            objects = objects and (page.objects or not page.records)
             if page.state is not None:
                 pending_state = page.state
             dirty = dirty or bool(page.records or page.rejects) or page.state is not None

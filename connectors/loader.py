@@ -212,6 +212,7 @@ class Warehouse:
         state: dict[str, Any] | None,
         batch_id: str,
         rejects: list[tuple[str, str]] | None = None,
+        objects: bool = False,
     ) -> BatchFigures:
         """Quarantine, type and upsert ``records`` and store ``state``: one transaction."""
         self.ensure_table(source, spec)
@@ -220,7 +221,7 @@ class Warehouse:
         con.execute("begin transaction")
         try:
             if records:
-                figures = self._stage_and_write(source, spec, records, batch_id)
+                figures = self._stage_and_write(source, spec, records, batch_id, objects)
             for raw, reason in rejects or []:
                 con.execute(
                     f"insert into {self.cdp}.quarantine values (?, ?, ?, ?, ?, {_NOW})",
@@ -242,7 +243,7 @@ class Warehouse:
         return figures
 
     def _stage_and_write(
-        self, source: str, spec: StreamSpec, records: list[str], batch_id: str
+        self, source: str, spec: StreamSpec, records: list[str], batch_id: str, objects: bool
     ) -> BatchFigures:
         con = self.con
         arrow = pa.table(
@@ -271,14 +272,18 @@ class Warehouse:
             for c in scalar
             if c.kind != "varchar"
         ]
+        validity = (
+            "true as _valid, true as _ok"
+            if objects
+            else "json_valid(_record) as _valid, case when json_valid(_record) "
+            "then json_type(_record) = 'OBJECT' else false end as _ok"
+        )
         # one pass: parse check, extraction (only of parsed objects), typing, reasons
         con.execute(
             f"""create temp table _stage as
             with parsed as (
                 select _ord, cast(_record as varchar) as _record,
-                    json_valid(_record) as _valid,
-                    case when json_valid(_record) then json_type(_record) = 'OBJECT'
-                        else false end as _ok
+                    {validity}
                 from _arrow
             ),
             extracted as (

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.base import Column, ConnectorError, Page, StreamSpec, specs_by_name
-from connectors.http import HttpConnector, bearer_client, dump_records
+from connectors.http import HttpConnector, bearer_client, json_page
 
 CUSTOMERS = StreamSpec(
     name="customers",
@@ -113,10 +113,10 @@ class StripeConnector(HttpConnector):
             if body.get("has_more") and data:
                 after = data[-1]["id"]
                 cursor = {"since": since, "starting_after": after, "pass_newest": newest, **keep}
-                yield Page(dump_records(data), cursor)
+                yield json_page(data, cursor)
             else:
                 state["since"] = newest
-                yield Page(dump_records(data), {"since": newest, **keep})
+                yield json_page(data, {"since": newest, **keep})
                 return
 
     def _updates(self, stream: str, state: dict[str, Any]) -> Iterator[Page]:
@@ -147,6 +147,6 @@ class StripeConnector(HttpConnector):
         for start in range(0, len(objects), PAGE_LIMIT * 10):
             chunk = objects[start : start + PAGE_LIMIT * 10]
             last = start + PAGE_LIMIT * 10 >= len(objects)
-            yield Page(dump_records(chunk), cursor if last else None)
+            yield json_page(chunk, cursor if last else None)
         if not objects:
             yield Page([], cursor)

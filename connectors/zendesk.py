@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors import settings
 from connectors.base import Column, NotConfigured, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, HttpConnector, default_rate_limit, dump_records
+from connectors.http import HttpClient, HttpConnector, default_rate_limit, json_page
 
 USERS = StreamSpec(
     name="users",
@@ -92,6 +92,6 @@ class ZendeskConnector(HttpConnector):
                 params["start_time"] = self.start_time
             body = self.client.get_json(path, params)
             cursor = body.get("after_cursor") or cursor
-            yield Page(dump_records(body.get(stream) or []), {"cursor": cursor})
+            yield json_page(body.get(stream) or [], {"cursor": cursor})
             if body.get("end_of_stream", True):
                 return

@@ -138,3 +138,11 @@ def test_loopback_urls_get_no_client_side_limit_unless_configured(monkeypatch):
     assert default_rate_limit("acme", "https://api.acme.example", 5.0) == 5.0
     monkeypatch.setenv("ACME_RATE_LIMIT_PER_S", "2.5")
     assert default_rate_limit("acme", "http://127.0.0.1:9999", 5.0) == 2.5
+
+
+def test_json_pages_vouch_for_objects_only_when_all_are_objects():
+    from connectors.http import json_page
+
+    page = json_page([{"id": 1, "name": "é"}, {"id": 2}], {"c": 1})
+    assert page.records == ['{"id":1,"name":"é"}', '{"id":2}'] and page.objects
+    assert not json_page([{"id": 1}, "stray string"], None).objects
