@@ -69,7 +69,15 @@ def ingest(
     with Warehouse(db_path or settings.duckdb_path()) as wh:
         for source in _resolve_sources(sources):
             cls = SOURCES[source]
-            results += _run_source(wh, run_id, source, cls, list(cls.stream_specs()))
+            try:
+                streams = list(cls.stream_specs())
+            except Exception as exc:  # noqa: BLE001 - a broken declaration fails its source only
+                result = StreamResult(source, "*", "failed", message=f"configuration: {exc}")
+                log.error("source %s failed: %s", source, result.message)
+                wh.record_run(run_id, result, dt.datetime.now(dt.UTC))
+                results.append(result)
+                continue
+            results += _run_source(wh, run_id, source, cls, streams)
     return results
 
 
@@ -88,9 +96,14 @@ def _run_source(
     started = dt.datetime.now(dt.UTC)
     try:
         connector = cls.from_env()
-    except NotConfigured as exc:
-        log.warning("source %s skipped: %s", source, exc)
-        results = [StreamResult(source, s, "skipped", message=str(exc)) for s in streams]
+    except Exception as exc:  # noqa: BLE001 - absent: skipped; broken: failed; the run goes on
+        status = "skipped" if isinstance(exc, NotConfigured) else "failed"
+        message = settings.mask_secrets(str(exc))
+        if status == "skipped":
+            log.warning("source %s skipped: %s", source, message)
+        else:
+            log.error("source %s failed: %s", source, message)
+        results = [StreamResult(source, s, status, message=message) for s in streams]
         for r in results:
             wh.record_run(run_id, r, started)
         return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from connectors.app import AppConnector
 from connectors.base import Connector
 from connectors.events import EventsConnector
@@ -9,6 +11,8 @@ from connectors.files import FilesConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.stripe import StripeConnector
 from connectors.zendesk import ZendeskConnector
+
+log = logging.getLogger(__name__)
 
 SOURCES: dict[str, type[Connector]] = {
     cls.name: cls
@@ -24,5 +28,15 @@ SOURCES: dict[str, type[Connector]] = {
 
 
 def streams() -> list[tuple[str, str]]:
-    """Every (source, stream) pair; file streams come from their YAML configuration."""
-    return [(source, stream) for source, cls in SOURCES.items() for stream in cls.stream_specs()]
+    """Every (source, stream) pair; file streams come from their YAML configuration.
+
+    A source whose declaration cannot be read (a broken files YAML) is left out with an error
+    in the log rather than taking every other stream down with it.
+    """
+    pairs = []
+    for source, cls in SOURCES.items():
+        try:
+            pairs += [(source, stream) for stream in cls.stream_specs()]
+        except Exception as exc:  # noqa: BLE001
+            log.error("the streams of %s cannot be listed: %s", source, exc)
+    return pairs

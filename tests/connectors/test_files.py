@@ -103,3 +103,14 @@ def test_no_declared_streams_skips_files(cdp_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CDP_FILES_CONFIG", str(empty))
     assert ingest(sources=["files"]) == []
     assert [s for s in streams() if s[0] == "files"] == []
+
+
+def test_a_broken_files_yaml_fails_that_source_only(cdp_env, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("streams:\n  - name: leads\n")  # no glob, no primary key
+    monkeypatch.setenv("CDP_FILES_CONFIG", str(bad))
+    monkeypatch.setenv("CDP_EVENTS_DIR", str(tmp_path))
+    results = ingest(sources=["events", "files"])
+    assert [(r.source, r.status) for r in results] == [("events", "ok"), ("files", "failed")]
+    assert "glob and primary_key" in results[1].message
+    assert ("events", "events") in streams() and not [s for s in streams() if s[0] == "files"]
