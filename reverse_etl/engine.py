@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -59,6 +59,7 @@ ACTIONS = {
     ("mirror", "change"): "upsert",
     ("mirror", "remove"): "remove",
 }
+_OPEN_LOCK = threading.Lock()
 FETCH_CHUNK = 50_000  # rows pulled from the plan into Python at a time
 MAX_FAILED_BATCHES_IN_A_ROW = 5
 
@@ -243,8 +244,7 @@ def _describe_plan(
         n = counts[op]
         if action is None or cls is None:
             continue
-        size = min(sync.batch_size or cls.max_batch_size, cls.max_batch_size)
-        op_calls = math.ceil(n / size) * cls.calls_per_batch(action, sync) if n else 0
+        op_calls = cls.estimate_calls(action, n, sync) if n else 0
         calls += op_calls
         sample = [
             r[0]
@@ -463,6 +463,9 @@ def run_sync(
     except (SyncConfigError, SyncAborted, duckdb.Error, HttpError) as exc:
         log.error("sync %s failed: %s", sync.name, exc)
         result.status, result.message = "failed", str(exc)
+    except Exception as exc:  # a bug: recorded as a failed run, not a run left "running"
+        log.exception("sync %s failed", sync.name)
+        result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         if dest is not None:
             result.api_calls = dest.api_calls
@@ -488,7 +491,8 @@ def _execute(
     run = _Run(con, sync, run_id)
     try:
         if any(counts[op] for op in OPERATIONS if ACTIONS.get((sync.mode, op))):
-            dest.open()
+            with _OPEN_LOCK:  # two syncs must not both create the same list or audience
+                dest.open()
             size = min(sync.batch_size or dest.max_batch_size, dest.max_batch_size)
             _send_plan(run, dest, size)
     finally:

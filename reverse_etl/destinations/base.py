@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -58,8 +59,8 @@ class Destination(Protocol):
         """Apply ``action`` to ``rows``; one outcome per row, in any order."""
 
     @classmethod
-    def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
-        """API calls one batch takes (for dry-run estimates, without credentials)."""
+    def estimate_calls(cls, action: str, rows: int, sync: SyncConfig) -> int:
+        """API calls ``rows`` rows take (for dry-run estimates, without credentials)."""
 
     def close(self) -> None: ...
 
@@ -147,6 +148,11 @@ class HttpDestination:
     @classmethod
     def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
         return 1
+
+    @classmethod
+    def estimate_calls(cls, action: str, rows: int, sync: SyncConfig) -> int:
+        size = min(sync.batch_size or cls.max_batch_size, cls.max_batch_size)
+        return math.ceil(rows / size) * cls.calls_per_batch(action, sync)
 
     def check_mode(self) -> None:
         if self.sync.mode not in self.modes:

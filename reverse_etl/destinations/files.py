@@ -8,6 +8,7 @@ file and a killed sync leaves the previous snapshot intact.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -50,8 +51,9 @@ class FilesDestination:
         return cls(sync, folder, fmt)
 
     @classmethod
-    def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
-        return 1
+    def estimate_calls(cls, action: str, rows: int, sync: SyncConfig) -> int:
+        """One file write per batch."""
+        return math.ceil(rows / min(sync.batch_size or cls.max_batch_size, cls.max_batch_size))
 
     @property
     def api_calls(self) -> int:

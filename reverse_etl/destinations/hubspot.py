@@ -81,11 +81,12 @@ class HubSpotDestination(HttpDestination):
             "GET", f"/crm/v3/lists/object-type-id/0-1/name/{name}", ok=(404,)
         )
         if response.status_code == 404:
-            response = self.client.request(
-                "POST",
-                "/crm/v3/lists",
-                json={"name": self.list_name, "objectTypeId": "0-1", "processingType": "MANUAL"},
-            )
+            body = {"name": self.list_name, "objectTypeId": "0-1", "processingType": "MANUAL"}
+            response = self.client.request("POST", "/crm/v3/lists", json=body, ok=(400, 409))
+            if response.status_code in (400, 409):  # created meanwhile by another process
+                response = self.client.request(
+                    "GET", f"/crm/v3/lists/object-type-id/0-1/name/{name}"
+                )
         self.list_id = str(response.json()["list"]["listId"])
 
     def write(self, action: str, rows: list[Row]) -> list[Outcome]:

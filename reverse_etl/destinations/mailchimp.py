@@ -116,9 +116,14 @@ class MailchimpDestination(HttpDestination):
             path = f"/3.0/lists/{self.list_id}/segments"
             found = self._find(path, "segments", self.tag)
             if found is None:
-                found = self.client.request(
-                    "POST", path, json={"name": self.tag, "static_segment": []}
-                ).json()
+                created = self.client.request(
+                    "POST", path, json={"name": self.tag, "static_segment": []}, ok=(400,)
+                )
+                found = created.json()
+                if created.status_code == 400:  # "already exists": made meanwhile elsewhere
+                    found = self._find(path, "segments", self.tag)
+                if found is None or "id" not in found:
+                    raise HttpError(created.status_code, f"cannot create tag {self.tag!r}")
             self.segment_id = int(found["id"])
 
     def _member(self, row: Row) -> dict[str, Any]:

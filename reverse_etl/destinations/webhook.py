@@ -78,8 +78,10 @@ class WebhookDestination(HttpDestination):
         return dest
 
     @classmethod
-    def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
-        return sync.batch_size or cls.max_batch_size if sync.options.get("per") == "row" else 1
+    def estimate_calls(cls, action: str, rows: int, sync: SyncConfig) -> int:
+        if sync.options.get("per") == "row":
+            return rows
+        return super().estimate_calls(action, rows, sync)
 
     def write(self, action: str, rows: list[Row]) -> list[Outcome]:
         if self.sync.options.get("per") == "row":

@@ -91,12 +91,12 @@ def test_changes_and_leavers_reach_the_destination(h, warehouse, monkeypatch, tm
 
 
 def test_faults_rate_limits_and_invalid_rows(h, warehouse, monkeypatch, tmp_path):
-    """10% injected 5xx, a fake allowing 8 requests/s while the sync allows itself 40/s."""
+    """10% injected 5xx, a fake allowing 4 requests/s while the sync allows itself 40/s."""
     if not h.http:
         pytest.skip("no HTTP: nothing to fault or rate limit")
     broken = break_emails(warehouse, 3) if h.row_error_text else []
-    with running(h, monkeypatch, tmp_path, fault_rate=0.1, rate_limit=(8, 1.0), seed=3) as server:
-        sync = sync_for(h, batch_size=6, rate_limit={"requests": 40, "per_seconds": 1})
+    with running(h, monkeypatch, tmp_path, fault_rate=0.1, rate_limit=(4, 1.0), seed=3) as server:
+        sync = sync_for(h, batch_size=10, rate_limit={"requests": 40, "per_seconds": 1})
         result = run_sync(sync, db_path=warehouse)
         want = {k: v for k, v in expected(warehouse).items() if k not in broken}
         assert h.held(server, tmp_path) == want
@@ -136,8 +136,8 @@ def test_dry_run_estimates_the_calls_the_real_run_makes(h, warehouse, monkeypatc
 
 def test_syncs_to_one_account_share_its_rate_limit(h, small_demo, tmp_path, monkeypatch):
     """Two syncs (two warehouses) to one account, at once: together they stay within its limit."""
-    if not h.http:
-        pytest.skip("no HTTP account")
+    if h.name not in ("hubspot", "mailchimp"):
+        pytest.skip("the limiter is shared code; these two also create a list or tag on first use")
     from tests.reverse_etl.conftest import write_warehouse
 
     dbs = []
