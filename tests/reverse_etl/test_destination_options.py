@@ -14,6 +14,13 @@ def _hubspot_env(monkeypatch, fake) -> None:
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "t")
 
 
+def _leave(db, n: int) -> list[str]:
+    """``n`` sent members leave the model; returns their emails."""
+    leavers = sorted(expected_members(db))[:n]
+    sql(db, f"delete from {MODEL} where email in (select unnest(?::varchar[]))", [leavers])
+    return leavers
+
+
 def test_hubspot_update_mode_touches_only_existing_contacts(warehouse, monkeypatch):
     expected = expected_members(warehouse)
     existing = sorted(expected)[:5]
@@ -44,12 +51,7 @@ def test_hubspot_mirror_can_archive_leavers(warehouse, monkeypatch):
         _hubspot_env(monkeypatch, fake)
         sync = make_sync("hubspot", options={"remove": "archive"})
         run_sync(sync, db_path=warehouse)
-        leavers = sorted(expected_members(warehouse))[:3]
-        sql(
-            warehouse,
-            f"delete from {MODEL} where email in (select unnest(?::varchar[]))",
-            [leavers],
-        )
+        leavers = _leave(warehouse, 3)
         result = run_sync(sync, db_path=warehouse)
         assert result.removed == 3
         live = {c["properties"]["email"] for c in fake.contacts.values() if not c.get("archived")}
@@ -65,12 +67,7 @@ def test_mailchimp_mirror_without_a_tag_archives_leavers(warehouse, monkeypatch)
         sync = make_sync("mailchimp", fields=fields, options={"audience": "News"})
         run_sync(sync, db_path=warehouse)
         assert set(fake.audience_members("News")) == set(expected_members(warehouse))
-        leavers = sorted(expected_members(warehouse))[:4]
-        sql(
-            warehouse,
-            f"delete from {MODEL} where email in (select unnest(?::varchar[]))",
-            [leavers],
-        )
+        leavers = _leave(warehouse, 4)
         result = run_sync(sync, db_path=warehouse)
         assert result.removed == 4
         assert set(fake.audience_members("News")) == set(expected_members(warehouse))
