@@ -56,7 +56,8 @@ def test_hubspot_mirror_can_archive_leavers(warehouse, monkeypatch):
         assert result.removed == 3
         live = {c["properties"]["email"] for c in fake.contacts.values() if not c.get("archived")}
         assert live == set(expected_members(warehouse))
-        assert fake.count("DELETE") == 3
+        archived = {c["properties"]["email"] for c in fake.contacts.values() if c.get("archived")}
+        assert archived == set(leavers) and fake.count("DELETE") == 3
 
 
 def test_mailchimp_mirror_without_a_tag_archives_leavers(warehouse, monkeypatch):
