@@ -5,7 +5,7 @@ a 207 multi-status answer names the rows that failed, the others are written. Wh
 names a list (``options.list_name``), it is found or created (MANUAL) once per run, and the
 upserted contacts' ids are added to it; mirror mode removes leavers from the list, or archives
 them (``options.remove: archive``). The contact id is kept in ``sync_state.dest_id``, which is
-what list removal and archive need.
+what list removal and archive need. Mapped properties HubSpot lacks are created (as text) first.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class HubSpotDestination(HttpDestination):
         return 2 if has_list else 1
 
     def open(self) -> None:
+        self._ensure_properties()
         if not self.list_name:
             return
         name = quote(self.list_name, safe="")
@@ -88,6 +89,33 @@ class HubSpotDestination(HttpDestination):
                     "GET", f"/crm/v3/lists/object-type-id/0-1/name/{name}"
                 )
         self.list_id = str(response.json()["list"]["listId"])
+
+    def _ensure_properties(self) -> None:
+        """Create the mapped properties HubSpot lacks (custom ones such as cdp_lifetime_value).
+
+        HubSpot refuses a whole batch that writes a property it does not know; creating them
+        once, as text in the contact information group, is what an admin would otherwise do.
+        """
+        known = {
+            p["name"]
+            for p in self.client.request("GET", "/crm/v3/properties/contacts")
+            .json()
+            .get("results", [])
+        }
+        for name in sorted(set(self.sync.fields) - known):
+            label = self.sync.options.get("property_labels", {}).get(name) or name.replace("_", " ")
+            self.client.request(
+                "POST",
+                "/crm/v3/properties/contacts",
+                json={
+                    "name": name,
+                    "label": label,
+                    "type": "string",
+                    "fieldType": "text",
+                    "groupName": "contactinformation",
+                },
+                ok=(409,),  # created meanwhile by another sync
+            )
 
     def write(self, action: str, rows: list[Row]) -> list[Outcome]:
         if action == "remove":

@@ -26,7 +26,7 @@ from tests.reverse_etl.conftest import FIELDS, MODEL, refresh_model, sql
 from tests.reverse_etl.harness import HARNESSES
 from tests.reverse_etl.test_contract import expected, running
 
-KILLS = 4
+KILLS = 3
 WRITE_OPS = {"hubspot": {"upsert"}, "mailchimp": {"subscribe"}, "klaviyo": {"import"}}
 
 

@@ -9,6 +9,8 @@ a sync writes is what an ingest reads back. Shapes follow HubSpot's v3 docs:
   others are written;
 - ``GET /crm/v3/lists/object-type-id/0-1/name/{name}``, ``POST /crm/v3/lists`` (MANUAL lists),
   ``PUT /crm/v3/lists/{listId}/memberships/add|remove`` (record ids; missing ones are reported);
+- a property must exist before it is written (400 ``PROPERTY_DOESNT_EXIST`` for the batch):
+  ``GET|POST /crm/v3/properties/contacts``;
 - ``POST /crm/v3/objects/contacts/batch/read`` (by id or ``idProperty=email``);
 - ``DELETE /crm/v3/objects/contacts/{id}`` archives the contact (204);
   ``POST /crm/v3/objects/contacts/gdpr-delete`` deletes it for good (by id or email).
@@ -32,6 +34,12 @@ BATCH_LIMIT = 100
 MEMBERSHIP_LIMIT = 100_000
 CONTACTS_OBJECT_TYPE = "0-1"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# a portal's default contact properties (a subset); others must be created before use
+DEFAULT_PROPERTIES = (
+    "email firstname lastname phone mobilephone company jobtitle website address city state zip "
+    "country lifecyclestage hs_lead_status hs_email_optout hs_object_id createdate "
+    "lastmodifieddate"
+).split()
 
 
 def _now() -> str:
@@ -59,6 +67,17 @@ class HubSpotWriteMixin:
         super().__init__(*args, **kwargs)
         if not hasattr(self, "contacts"):
             self.contacts = {}
+        self.properties: dict[str, dict[str, Any]] = {
+            name: {
+                "name": name,
+                "label": name,
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "contactinformation",
+                "hubspotDefined": True,
+            }
+            for name in DEFAULT_PROPERTIES
+        }
         self.lists: dict[str, dict[str, Any]] = {}
         self.list_members: dict[str, set[str]] = {}
         self.write_log: list[tuple[float, str, str]] = []
@@ -109,6 +128,19 @@ class HubSpotWriteMixin:
             return _error(400, "Invalid input JSON: inputs is required")
         if len(inputs) > BATCH_LIMIT:
             return _error(400, f"Batch input limit exceeded: {len(inputs)} > {BATCH_LIMIT}")
+        unknown = sorted(
+            {k for item in inputs for k in (item.get("properties") or {})} - set(self.properties)
+        )
+        if unknown:
+            return _error(
+                400,
+                "Property values were not valid: "
+                + ", ".join(
+                    f'{{"isValid":false,"message":"Property \\"{k}\\" does not exist",'
+                    f'"error":"PROPERTY_DOESNT_EXIST","name":"{k}"}}'
+                    for k in unknown
+                ),
+            )
         started, results, errors = _now(), [], []
         for item in inputs:
             id_property = item.get("idProperty")
@@ -244,6 +276,27 @@ class HubSpotWriteMixin:
             members.discard(contact["id"])
         self.write_log.append((time.time(), "gdpr_delete", contact["properties"].get("email", "")))
         return Response(204)
+
+    # -- properties --------------------------------------------------------------------------
+    @route("GET", r"/crm/v3/properties/contacts/?")
+    def get_properties(self, request: Request) -> Response:
+        return Response(200, {"results": list(self.properties.values())})
+
+    @route("POST", r"/crm/v3/properties/contacts/?")
+    def create_property(self, request: Request) -> Response:
+        body = request.json() or {}
+        name = body.get("name")
+        missing = [
+            f for f in ("name", "label", "type", "fieldType", "groupName") if not body.get(f)
+        ]
+        if missing:
+            return _error(400, f"Missing required fields: {', '.join(missing)}")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            return _error(400, f"Property name {name!r} must be lower-case letters, digits, _")
+        if name in self.properties:
+            return _error(409, f"Property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
+        self.properties[name] = {**body, "hubspotDefined": False, "createdAt": _now()}
+        return Response(201, self.properties[name])
 
     # -- lists -------------------------------------------------------------------------------
     @route("GET", r"/crm/v3/lists/object-type-id/(?P<object_type>[^/]+)/name/(?P<name>[^/]+)")
