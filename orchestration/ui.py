@@ -142,6 +142,11 @@ def start_ui(host: str = "127.0.0.1", port: int = 3000) -> int:
     ui = DagsterUi(host=host, port=port).start()
     log.info("Dagster UI on %s (DAGSTER_HOME=%s); Ctrl-C stops it", ui.url, ui.home)
     exited: list[int] = []
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill <pid>` stops the children too, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         while not exited:
             exited = [p.returncode for p in ui.processes.values() if p.poll() is not None]

@@ -43,6 +43,16 @@ def _raw_row_count(warehouse: WarehouseResource, source: str, stream: str) -> in
         con.close()
 
 
+def _ensure_raw_table(db_path, source: str, stream: str) -> None:
+    """A source without credentials is skipped, but its (empty) raw table must exist so the
+    staging views over it, and everything downstream, still build."""
+    from connectors.loader import Warehouse
+    from connectors.registry import SOURCES
+
+    with Warehouse(db_path) as wh:
+        wh.ensure_table(source, SOURCES[source].stream_specs()[stream])
+
+
 def stream_asset(source: str, stream: str) -> AssetsDefinition:
     @asset(
         key=stream_key(source, stream),
@@ -57,6 +67,8 @@ def stream_asset(source: str, stream: str) -> AssetsDefinition:
 
         with warehouse.writing() as db_path:
             result = ingest_stream(source, stream, db_path=db_path)
+            if result.status == "skipped":
+                _ensure_raw_table(db_path, source, stream)
             total = _raw_row_count(warehouse, source, stream)
         metadata = {
             "status": result.status,

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -16,7 +17,7 @@ from orchestration.defs.resources import file_lock, lock_path
 from tests.conftest import REPO_ROOT
 from tests.orchestration.conftest import FILE_STREAMS
 
-SELECTION = [*FILE_STREAMS, "staging/stg_events__events", "staging/stg_app__users"]
+SELECTION = [*FILE_STREAMS, "staging/stg_events__events"]
 
 
 def _start(selection: list[str]) -> subprocess.Popen:
@@ -75,14 +76,29 @@ def test_two_runs_started_together_both_succeed(file_sources: Path, small_demo) 
     assert total == distinct == small_demo.tables["events.events"]["message_id"].n_unique()
 
 
-def test_a_run_waits_for_the_writer_lock(file_sources: Path) -> None:
-    """While another process holds the warehouse, a run queues behind it and then succeeds."""
-    import time
+def _started_steps(home: Path) -> list[tuple[str, float]]:
+    with DagsterInstance.from_config(str(home)) as instance:
+        return [
+            (e.dagster_event.step_key, e.timestamp)
+            for run in instance.get_runs()
+            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_START)
+        ]
 
+
+def test_a_run_waits_for_the_writer_lock(file_sources: Path) -> None:
+    """While another process holds the warehouse, a run's writing step waits, then succeeds."""
+    home = Path(os.environ["DAGSTER_HOME"])
     with file_lock(lock_path(file_sources), exclusive=True):
         proc = _start(["raw_events/events"])
-        time.sleep(8)
-        assert proc.poll() is None, "the run did not wait for the lock"
+        deadline = time.monotonic() + 120
+        while not _started_steps(home) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        time.sleep(2)  # the step has started; it must now be blocked on the lock
+        assert proc.poll() is None, "the step did not wait for the warehouse lock"
         released = time.time()
     result = _finish(proc)
-    assert result["success"] and result["finished"] > released
+    assert result["success"]
+    with DagsterInstance.from_config(str(home)) as instance:
+        [(step, started, finished)] = _writer_steps(instance, result["run_id"])
+    assert step == "raw_events__events" and started < released < finished
