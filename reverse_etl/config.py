@@ -42,6 +42,7 @@ class SyncConfig:
     purpose: str | None = None
     batch_size: int | None = None
     rate_limit: tuple[int, float] | None = None
+    concurrency: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     owner: str | None = None
     description: str | None = None
@@ -96,6 +97,9 @@ class SyncConfig:
         batch_size = meta.get("batch_size")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise fail("batch_size must be a positive integer")
+        concurrency = meta.get("concurrency")
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            raise fail("concurrency must be a positive integer")
         rate_limit = meta.get("rate_limit")
         if rate_limit is not None:
             try:
@@ -113,6 +117,7 @@ class SyncConfig:
             purpose=purpose,
             batch_size=batch_size,
             rate_limit=rate_limit,
+            concurrency=concurrency,
             options=dict(meta.get("options") or {}),
             owner=owner,
             description=description,

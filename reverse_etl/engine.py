@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,43 +355,73 @@ class _Run:
         self.failed += len(outcomes) - good
 
 
-def _send_plan(run: _Run, dest: Destination, size: int) -> None:
-    con, sync = run.con, run.sync
-    failed_in_a_row = 0
-    for op in OPERATIONS:
-        action = ACTIONS.get((sync.mode, op))
-        total = con.execute("select count(*) from _plan where op = ?", [op]).fetchall()[0][0]
-        if action is None or not total:
-            continue
-        for start in range(1, total + 1, FETCH_CHUNK):
-            chunk = (
-                con.sql(
-                    "select row_key, payload, fields_hash, dest_id from _plan "
-                    "where op = ? and rn between ? and ? order by rn",
-                    params=[op, start, start + FETCH_CHUNK - 1],
-                )
-                .to_arrow_table()
-                .to_pylist()
+def _batches(con: duckdb.DuckDBPyConnection, op: str, size: int):
+    """(rows, hashes) per batch of one operation, pulled from the plan a chunk at a time."""
+    total = con.execute("select count(*) from _plan where op = ?", [op]).fetchall()[0][0]
+    for start in range(1, total + 1, FETCH_CHUNK):
+        chunk = (
+            con.sql(
+                "select row_key, payload, fields_hash, dest_id from _plan "
+                "where op = ? and rn between ? and ? order by rn",
+                params=[op, start, start + FETCH_CHUNK - 1],
             )
-            for i in range(0, len(chunk), size):
-                part = chunk[i : i + size]
-                rows = [Row(r["row_key"], r["payload"] or {}, r["dest_id"]) for r in part]
-                hashes = {r["row_key"]: r["fields_hash"] for r in part}
+            .to_arrow_table()
+            .to_pylist()
+        )
+        for i in range(0, len(chunk), size):
+            part = chunk[i : i + size]
+            rows = [Row(r["row_key"], r["payload"] or {}, r["dest_id"]) for r in part]
+            yield rows, {r["row_key"]: r["fields_hash"] for r in part}
+
+
+def _send_guarded(dest: Destination, action: str, rows: list[Row], sync_name: str) -> list:
+    try:
+        return _send(dest, action, rows)
+    except SyncAborted:
+        raise
+    except Exception as exc:  # a destination bug: record it per row, keep going
+        log.exception("sync %s: batch failed", sync_name)
+        return [Outcome(r.key, False, f"{type(exc).__name__}: {exc}") for r in rows]
+
+
+def _send_plan(run: _Run, dest: Destination, size: int, workers: int = 1) -> None:
+    """Send every batch; with ``workers`` > 1, that many batches are in flight at once.
+
+    Only this thread touches the warehouse: rows are marked pending before their batch is
+    handed to a worker, and outcomes are recorded here as batches complete, in any order.
+    """
+    failed_in_a_row = 0
+
+    def settle(op: str, rows: list[Row], hashes: dict[str, str], outcomes: list) -> None:
+        nonlocal failed_in_a_row
+        run.record(op, rows, hashes, outcomes)
+        failed_in_a_row = failed_in_a_row + 1 if not any(o.ok for o in outcomes) else 0
+        if failed_in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW:
+            raise SyncAborted(
+                f"{failed_in_a_row} batches in a row failed; last error: {outcomes[0].error}"
+            )
+
+    for op in OPERATIONS:
+        action = ACTIONS.get((run.sync.mode, op))
+        if action is None:
+            continue
+        if workers <= 1:
+            for rows, hashes in _batches(run.con, op, size):
                 run.mark_pending(rows)
-                try:
-                    outcomes = _send(dest, action, rows)
-                except SyncAborted:
-                    raise
-                except Exception as exc:  # a destination bug: record it per row, keep going
-                    log.exception("sync %s: batch failed", sync.name)
-                    outcomes = [Outcome(r.key, False, f"{type(exc).__name__}: {exc}") for r in rows]
-                run.record(op, rows, hashes, outcomes)
-                failed_in_a_row = failed_in_a_row + 1 if not any(o.ok for o in outcomes) else 0
-                if failed_in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW:
-                    raise SyncAborted(
-                        f"{failed_in_a_row} batches in a row failed; "
-                        f"last error: {outcomes[0].error}"
-                    )
+                settle(op, rows, hashes, _send_guarded(dest, action, rows, run.sync.name))
+            continue
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"sync-{run.sync.name}") as pool:
+            in_flight: dict[Future, tuple[list[Row], dict[str, str]]] = {}
+            for rows, hashes in _batches(run.con, op, size):
+                while len(in_flight) >= workers:
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        settle(op, *in_flight.pop(future), future.result())
+                run.mark_pending(rows)
+                future = pool.submit(_send_guarded, dest, action, rows, run.sync.name)
+                in_flight[future] = (rows, hashes)
+            for future in as_completed(list(in_flight)):
+                settle(op, *in_flight.pop(future), future.result())
 
 
 def _resolve(sync: str | SyncConfig) -> SyncConfig:
@@ -494,7 +525,8 @@ def _execute(
             with _OPEN_LOCK:  # two syncs must not both create the same list or audience
                 dest.open()
             size = min(sync.batch_size or dest.max_batch_size, dest.max_batch_size)
-            _send_plan(run, dest, size)
+            workers = max(1, min(sync.concurrency or 1, getattr(dest, "max_concurrency", 1)))
+            _send_plan(run, dest, size, workers)
     finally:
         result.added, result.changed, result.removed = (run.ok[op] for op in OPERATIONS)
         result.failed = run.failed

@@ -167,6 +167,7 @@ class Client:
         self.timeout = timeout
         self.calls = 0
         self.retries = 0
+        self._count_lock = threading.Lock()  # batches may be sent from several threads
 
     def request(
         self,
@@ -184,7 +185,8 @@ class Client:
         last: HttpError | None = None
         for attempt in range(1, self.max_attempts + 1):
             slot = self.limiter.acquire() if self.limiter is not None else None
-            self.calls += 1
+            with self._count_lock:
+                self.calls += 1
             try:
                 response = self.session.request(
                     method,
@@ -221,7 +223,8 @@ class Client:
         raise last
 
     def _sleep(self, attempt: int, wait: float | None) -> None:
-        self.retries += 1
+        with self._count_lock:
+            self.retries += 1
         if wait is None:
             wait = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
             wait *= 0.5 + random.random() / 2

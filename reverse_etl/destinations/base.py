@@ -116,6 +116,8 @@ class HttpDestination:
     kind: ClassVar[str] = ""
     max_batch_size: ClassVar[int] = 100
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "mirror"})
+    # batches a sync may have in flight at once (the sync's ``concurrency``, capped here)
+    max_concurrency: ClassVar[int] = 4
     # the vendor's published limit; a sync's ``rate_limit`` overrides it
     default_rate_limit: ClassVar[tuple[int, float] | list[tuple[int, float]] | None] = None
 

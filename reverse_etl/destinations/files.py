@@ -33,6 +33,7 @@ def read_table(path: Path) -> pl.DataFrame:
 class FilesDestination:
     kind: ClassVar[str] = "files"
     max_batch_size: ClassVar[int] = 10_000
+    max_concurrency: ClassVar[int] = 1  # one snapshot file, rewritten per batch
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "update", "insert", "mirror"})
 
     def __init__(self, sync: SyncConfig, folder: Path, fmt: str) -> None:

@@ -38,6 +38,7 @@ def _error_keys(error: dict[str, Any]) -> list[str]:
 @register
 class HubSpotDestination(HttpDestination):
     kind: ClassVar[str] = "hubspot"
+    max_concurrency: ClassVar[int] = 10
     max_batch_size: ClassVar[int] = 100
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "update", "mirror"})
     default_rate_limit: ClassVar[tuple[int, float] | None] = (100, 10.0)  # private app, 10 s

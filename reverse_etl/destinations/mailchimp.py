@@ -65,6 +65,7 @@ def subscriber_hash(email: str) -> str:
 @register
 class MailchimpDestination(HttpDestination):
     kind: ClassVar[str] = "mailchimp"
+    max_concurrency: ClassVar[int] = 10
     max_batch_size: ClassVar[int] = 500
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "mirror"})
 

@@ -116,6 +116,7 @@ class WebhookDestination(HttpDestination):
 class SlackDestination(HttpDestination):
     kind: ClassVar[str] = "slack"
     max_batch_size: ClassVar[int] = 20
+    max_concurrency: ClassVar[int] = 1  # messages keep their order
     modes: ClassVar[frozenset[str]] = frozenset({"upsert", "insert", "mirror"})
     default_rate_limit: ClassVar[tuple[int, float] | None] = (1, 1.0)
 

@@ -86,3 +86,21 @@ def test_webhook_can_post_one_change_per_request(warehouse, monkeypatch):
         assert result.api_calls == plan.api_calls == n
         assert all(len(d["payload"]["rows"]) == 1 for d in hook.deliveries)
         assert hook.records["each"] == expected_members(warehouse)
+
+
+def test_concurrent_batches_stay_within_mailchimps_connection_limit(warehouse, monkeypatch):
+    with MailchimpFake(latency=0.05) as fake:
+        monkeypatch.setenv("MAILCHIMP_BASE_URL", fake.url)
+        monkeypatch.setenv("MAILCHIMP_API_KEY", "k-us1")
+        fields = {"email": "email", "FNAME": "first_name", "LNAME": "last_name"}
+        options = {"audience": "News", "tag": "vip"}
+        sync = make_sync("mailchimp", fields=fields, options=options, batch_size=3, concurrency=6)
+        result = run_sync(sync, db_path=warehouse)
+        assert result.status == "success" and result.failed == 0
+        assert set(fake.tagged("News", "vip")) == set(expected_members(warehouse))
+        assert 1 < fake.max_concurrent_seen <= 6
+        assert not [c for c in fake.calls if c.status == 429]
+        recorded = sql(
+            warehouse, "select count(*) from cdp.sync_row_results where status = 'success'"
+        )
+        assert recorded[0][0] == result.added

@@ -51,8 +51,9 @@ def _now() -> str:
 class MailchimpFake(FakeServer):
     name = "mailchimp"
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, latency: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.latency = latency  # seconds each request takes, like a real network round trip
         self.lists: dict[str, dict[str, Any]] = {}
         self.members: dict[str, dict[str, dict[str, Any]]] = {}  # list id -> hash -> member
         self.segments: dict[str, dict[int, dict[str, Any]]] = {}  # list id -> id -> segment
@@ -116,6 +117,8 @@ class MailchimpFake(FakeServer):
                     "Too Many Requests",
                     f"You have exceeded the limit of {CONNECTION_LIMIT} simultaneous connections.",
                 )
+            if self.latency:
+                time.sleep(self.latency)
             return super().dispatch(request)
         finally:
             with self._flight_lock:
