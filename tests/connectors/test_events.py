@@ -125,3 +125,28 @@ def test_files_still_being_written_by_the_collector_are_left_alone(cdp_env, even
     assert ingest_stream("events", "events").rows_read == 0
     (events_dir / "events-1.jsonl.open").rename(events_dir / "events-1.jsonl")  # published
     assert ingest_stream("events", "events").rows_loaded == 1
+
+
+def test_suppressed_people_are_dropped_and_counted_in_ingest_runs(cdp_env, events_dir):
+    from connectors.loader import connect
+    from connectors.suppression import hash_identifier
+
+    events_dir.mkdir()
+    lines = [
+        {"type": "identify", "messageId": "s1", "userId": "7", "traits": {"email": "Gone@X.com"}},
+        {"type": "track", "event": "E", "messageId": "s2", "anonymousId": "anon-gone"},
+        {"type": "track", "event": "E", "messageId": "s3", "userId": "8"},
+    ]
+    (events_dir / "e.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    con = connect(cdp_env)
+    con.execute("create schema if not exists cdp")
+    con.execute("create table cdp.suppression_list (id_type varchar, id_value_hash varchar)")
+    con.execute(
+        "insert into cdp.suppression_list values ('email', ?), ('anonymous_id', ?)",
+        [hash_identifier("email", "gone@x.com"), hash_identifier("anonymous_id", "anon-gone")],
+    )
+    con.close()
+    result = ingest_stream("events", "events")
+    assert (result.rows_read, result.rows_loaded, result.rows_suppressed) == (3, 1, 2)
+    assert rows(cdp_env, "select message_id from raw_events.events") == [("s3",)]
+    assert scalar(cdp_env, "select rows_suppressed from cdp.ingest_runs") == 2
