@@ -100,6 +100,10 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _lit(value: str) -> str:
+    return value.replace("'", "''")
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -115,7 +119,7 @@ def _suppression_expr(con: duckdb.DuckDBPyConnection, columns: list[str]) -> str
     ]
     checks = [
         f"{sql_hash(t, f'cast(m.{_q(t)} as varchar)')} in "
-        f"(select id_value_hash from cdp.suppression_list where id_type = '{t}')"
+        f"(select id_value_hash from cdp.suppression_list where id_type = '{_lit(t)}')"
         for t in id_types
         if t in columns
     ]
