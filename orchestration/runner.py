@@ -23,6 +23,8 @@ from orchestration.defs.secrets import redact, step_failure_message
 log = logging.getLogger(__name__)
 
 Selection = str | Sequence[str] | None
+# what `cdp build` materializes: every dbt model and seed, with the dbt tests and identity checks
+DBT_SELECTION = "kind:dbt"
 
 
 @dataclass
@@ -130,10 +132,13 @@ def run_all(
     instance: DagsterInstance | None = None,
     defs: Definitions | None = None,
     tags: dict[str, str] | None = None,
+    log_level: str = "INFO",
 ) -> RunSummary:
     """Materialize ``selection`` (everything by default) in this process; never raises on a
-    failed step: the summary says what failed."""
+    failed step: the summary says what failed. ``log_level`` is the console's: Dagster's own
+    step events are DEBUG, so INFO shows what the steps say and the run's start and end."""
     settings.export_env()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # instance storage migrations
     if defs is None:
         from orchestration.definitions import defs
     keys = resolve_selection(defs, selection)
@@ -145,6 +150,7 @@ def run_all(
             instance=inst,
             asset_selection=keys,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             tags={"cdp/launched_by": "cdp run", "cdp/warehouse": "writer", **(tags or {})},
         )
     summary = RunSummary(

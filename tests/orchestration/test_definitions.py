@@ -18,7 +18,7 @@ from orchestration.defs.config import load_config
 from orchestration.defs.dbt import LAYER_GROUPS, TRANSLATOR, manifest
 from orchestration.defs.jobs import WRITER_TAGS, sync_job_name
 from orchestration.defs.syncs import declared_syncs, sync_key
-from orchestration.runner import resolve_selection
+from orchestration.runner import DBT_SELECTION, resolve_selection
 from tests.conftest import REPO_ROOT
 
 GRAPH = defs.resolve_asset_graph()
@@ -132,5 +132,9 @@ def test_selection_strings_and_key_lists_resolve() -> None:
     keys = resolve_selection(defs, ["raw_events/events"])
     assert keys == [AssetKey(["raw_events", "events"])]
     assert len(resolve_selection(defs, None)) == len(GRAPH.materializable_asset_keys)
+    dbt_keys = {TRANSLATOR.get_asset_key(n) for n in manifest()["nodes"].values()}
+    assert set(resolve_selection(defs, DBT_SELECTION)) == {
+        k for k in dbt_keys if k in GRAPH.materializable_asset_keys
+    }
     with pytest.raises(ValueError, match="no materializable asset"):
         resolve_selection(defs, "group:no_such_group")
