@@ -122,7 +122,10 @@ class FakeServer:
 
     def start(self) -> FakeServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"{self.name}-fake", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{self.name}-fake",
+            daemon=True,
         )
         self._thread.start()
         return self
