@@ -4,7 +4,8 @@
 2. Against a HubSpot fake allowing 100 requests per 10 s, with batches of 100, the calls the
    sync made in each whole 10 s window are compared with the 100 the limit allows (1,000
    rows/s), and the fake's count of rejected (429) requests shows it was never exceeded.
-3. The diff of a 1M-member segment against a 1M-row sync state (1% changed) is timed in DuckDB.
+3. With 50 ms round trips, sequential batches against 8 in flight.
+4. The diff of a 1M-member segment against a 1M-row sync state (1% changed) is timed in DuckDB.
 
 Sizes can be scaled down for a quick look with ``CDP_BENCH_SYNC_SCALE`` (e.g. 0.1).
 """
@@ -127,6 +128,20 @@ def bench_throughput(work: Path) -> None:
     )
 
 
+def bench_concurrency(work: Path) -> None:
+    """With a 50 ms round trip, batches in flight at once multiply throughput."""
+    db = work / "latency.duckdb"
+    make_model(db, DIFF_ROWS)
+    figures = []
+    for workers in (1, 8):
+        with HubSpotBench(token=TOKEN, latency=0.05) as fake:
+            os.environ.update(HUBSPOT_BASE_URL=fake.url, HUBSPOT_ACCESS_TOKEN=TOKEN)
+            cfg = sync(f"bench_latency_{workers}", concurrency=workers)
+            result = run_sync(cfg, db_path=db)
+        figures.append(f"{workers} in flight: {result.added / result.duration_s:.0f} rows/s")
+    print(f"50 ms round trips    {'; '.join(figures)} ({DIFF_ROWS} rows, batches of 100)")
+
+
 def bench_big_diff(work: Path) -> None:
     db = work / "big.duckdb"
     make_model(db, BIG_ROWS)
@@ -159,6 +174,7 @@ def main() -> None:
         try:
             bench_diff_only(work)
             bench_big_diff(work)
+            bench_concurrency(work)
             bench_throughput(work)
         finally:
             for key, value in saved.items():

@@ -63,8 +63,9 @@ class HubSpotWriteMixin:
 
     contacts: dict[str, dict[str, Any]]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, latency: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.latency = latency  # seconds each request takes, like a network round trip
         if not hasattr(self, "contacts"):
             self.contacts = {}
         self.properties: dict[str, dict[str, Any]] = {
@@ -82,6 +83,11 @@ class HubSpotWriteMixin:
         self.list_members: dict[str, set[str]] = {}
         self.write_log: list[tuple[float, str, str]] = []
         self._next_list_id = 1000
+
+    def dispatch(self, request: Request) -> Response:
+        if self.latency:
+            time.sleep(self.latency)  # outside the server's lock: concurrent requests overlap
+        return super().dispatch(request)
 
     # -- helpers tests use -------------------------------------------------------------------
     def contact_by_email(self, email: str) -> dict[str, Any] | None:
