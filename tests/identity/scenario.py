@@ -114,7 +114,7 @@ def build(db_path: Path, rows: dict[str, list[dict]], *extra: str) -> None:
     build_identity(db_path, *extra)
 
 
-def build_identity(db_path: Path, *extra: str) -> None:
+def build_identity(db_path: Path, *extra: str, dbt_vars: dict | None = None) -> None:
     """dbt build of identity resolution on ``db_path``, AS_OF pinned."""
     run_dbt(
         db_path,
@@ -124,6 +124,6 @@ def build_identity(db_path: Path, *extra: str) -> None:
         "--indirect-selection",
         "cautious",
         "--vars",
-        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
+        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d"), **(dbt_vars or {})}),
         *extra,
     )

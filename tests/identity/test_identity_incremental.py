@@ -4,6 +4,7 @@ exactly where a full rebuild of the same data ends."""
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 import pytest
 
 from benchmarks.bench_identity import append_raw, split_for_increment
@@ -50,10 +51,24 @@ def _state(db_path) -> dict:
         con.close()
 
 
+def _device_now_shared(base) -> pl.DataFrame:
+    """An identify of one known user on another known user's device: that anonymous id becomes
+    shared, so the incremental run must take apart a component the first run built."""
+    events = base.tables["events.events"].filter(pl.col("type") == "identify")
+    first, second = events.row(0, named=True), events.row(1, named=True)
+    assert first["user_id"] != second["user_id"]
+    return pl.DataFrame(
+        [{**first, "message_id": "msg-shared-device", "user_id": second["user_id"]}]
+    )
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     data = generate(300, seed=23, as_of=AS_OF)
     base, increment = split_for_increment(data, 0.03)
+    increment.tables["events.events"] = pl.concat(
+        [increment.tables["events.events"], _device_now_shared(base)], how="vertical_relaxed"
+    )
     db_path = tmp_path_factory.mktemp("identity_incremental") / "cdp.duckdb"
     load_raw(db_path, base)
     build_identity(db_path, *NO_TESTS)
@@ -70,6 +85,12 @@ def test_incremental_run_equals_full_rebuild(runs) -> None:
     # customer ids included: they survive the --full-refresh too
     for part in ("records", "identifiers", "quarantine", "components"):
         assert runs["incremental"][part] == runs["full"][part], part
+
+
+def test_incremental_run_takes_apart_a_device_that_became_shared(runs) -> None:
+    con_rows = [q for q in runs["incremental"]["quarantine"] if q[0] == "shared_identifier"]
+    before = [q for q in runs["before"]["quarantine"] if q[0] == "shared_identifier"]
+    assert len(con_rows) > len(before)
 
 
 def test_incremental_run_resolves_every_new_record(runs) -> None:

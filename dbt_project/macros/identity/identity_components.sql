@@ -15,6 +15,10 @@
     quadratic in component size, fine for small graphs and engines without the fast path. -#}
 
 {% macro identity_connected_components(edges_sql, work_name) -%}
+    {#- var identity_components_impl: 'portable' forces the default (tests compare the two) -#}
+    {%- if var('identity_components_impl', 'auto') == 'portable' -%}
+        {{ return(default__identity_connected_components(edges_sql, work_name)) }}
+    {%- endif -%}
     {{ return(adapter.dispatch('identity_connected_components', 'composable_cdp')(edges_sql, work_name)) }}
 {%- endmacro %}
 

@@ -3,6 +3,7 @@
         materialized='incremental',
         unique_key=['node_id'],
         incremental_strategy='delete+insert',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null){% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -24,11 +25,12 @@ joined as (
         i.record_count,
         i.max_per_customer
     from {{ ref('int_identity__identifiers') }} as i
+    {%- if is_incremental() %}
+    inner join ({{ identity_touched_nodes() }}) as t on t.node_id = i.node_id
+    {%- endif %}
     inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
-    {%- if is_incremental() %}
-    where i.node_id in ({{ identity_touched_nodes() }})
-    {%- endif %}
+    where c.holdback_reason is null
 
 ),
 

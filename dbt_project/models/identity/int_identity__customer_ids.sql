@@ -12,7 +12,7 @@
         materialized='incremental',
         unique_key=['component_id'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id not in (select component_id from {{ ref('int_identity__components') }}){% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id not in (select component_id from {{ ref('int_identity__components') }} where holdback_reason is null){% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -30,12 +30,12 @@ components as (
         i.priority,
         i.first_seen_at
     from {{ ref('int_identity__components') }} as c
+    {%- if is_incremental() %}
+    inner join ({{ identity_touched_nodes() }}) as t on t.node_id = c.node_id
+    {%- endif %}
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     -- held-back identifiers identify nobody
     where c.holdback_reason is null
-    {%- if is_incremental() %}
-        and c.node_id in ({{ identity_touched_nodes() }})
-    {%- endif %}
 
 ),
 
@@ -121,11 +121,6 @@ absorbed as (
 
 ),
 
-taken_ids as (
-
-    select distinct customer_id from registry
-
-),
 {% endif %}
 
 minted as (
@@ -162,7 +157,11 @@ final as (
     {%- if registry is not none %}
     left join kept as k on k.component_id = m.component_id and k.keep_rank = 1
     left join absorbed as ab on ab.component_id = m.component_id
-    left join taken_ids as t on t.customer_id = m.minted_id
+    -- a minted id some registered customer already holds (checked for the minted ids only)
+    left join (
+        select distinct customer_id from registry
+        where customer_id in (select minted_id from minted)
+    ) as t on t.customer_id = m.minted_id
     {%- endif %}
 
 )

@@ -3,10 +3,11 @@
         materialized='incremental',
         unique_key=['id_type', 'id_value'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where id_type || ':' || id_value in (select id_type || ':' || id_value from {{ ref('int_identity__customer_identifiers_ranked') }} where not within_limit){% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where id_type || ':' || id_value in (select i.id_type || ':' || i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in ({{ identity_touched_nodes() }}) and i.node_id not in (select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where within_limit)){% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
+-- depends_on: {{ ref('int_identity__identifiers') }}
 -- Every identifier and the one customer who holds it: the lookup table of the whole CDP.
 -- Identifiers beyond their type's per-customer limit are in identity.identity_quarantine instead.
 -- Incremental runs rewrite the identifiers identity resolution touched (see identity_touched_nodes).
