@@ -16,6 +16,7 @@ from orchestration.defs.jobs import events_job, ingest_and_build_job, sync_job
 from orchestration.defs.resources import WarehouseResource, dbt_resource
 from orchestration.defs.schedules import ingest_and_build_schedule, sync_schedule
 from orchestration.defs.sensors import event_files_sensor, failure_alert_sensor
+from orchestration.defs.serving import snapshot_asset
 from orchestration.defs.syncs import declared_syncs, sync_asset, sync_key
 
 
@@ -38,7 +39,12 @@ def build_definitions() -> Definitions:
     identifiers = {rel: key for key, rel in relations().items()}.get("marts.customer_identifiers")
     checks = identity_checks(identifiers) if identifiers else []
     return Definitions(
-        assets=[*streams, dbt_models, *(sync_asset(s) for s in syncs)],
+        assets=[
+            *streams,
+            dbt_models,
+            *snapshot_asset(relations()),
+            *(sync_asset(s) for s in syncs),
+        ],
         asset_checks=checks,
         jobs=jobs,
         schedules=schedules,
