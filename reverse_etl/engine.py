@@ -534,7 +534,8 @@ def _execute(
     finally:
         result.added, result.changed, result.removed = (run.ok[op] for op in OPERATIONS)
         result.failed = run.failed
-    result.status = "success" if not run.failed else "partial"
+    sent = sum(run.ok.values())
+    result.status = "success" if not run.failed else "partial" if sent else "failed"
 
 
 def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:

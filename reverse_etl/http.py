@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -198,7 +199,10 @@ class Client:
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                response, last = None, HttpError(None, f"{type(exc).__name__}: {exc}")
+                # the exception text holds the full URL: a Slack or webhook URL is itself a
+                # secret, and this message reaches sync_row_results, so name the host only
+                host = urlsplit(url).netloc
+                response, last = None, HttpError(None, f"{type(exc).__name__} reaching {host}")
             finally:
                 if slot is not None:
                     self.limiter.release(slot)

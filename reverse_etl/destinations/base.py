@@ -135,6 +135,7 @@ class HttpDestination:
     ) -> http.Client:
         key = http.account_key(cls.kind, base_url, credential)
         limiter = http.limiter_for(key, sync.rate_limit or cls.default_rate_limit)
+        kwargs.setdefault("max_attempts", int(sync.options.get("max_attempts", 8)))
         return http.Client(base_url, limiter=limiter, **kwargs)
 
     @property

@@ -293,3 +293,29 @@ def test_rows_in_flight_when_a_run_died_are_resent(warehouse, monkeypatch, mode)
         else:  # insert: the never-acknowledged rows are inserted; one already arrived
             assert set(held) == set(expected)
             assert result.failed == 1  # in_flight[1]: "record already exists"
+
+
+def test_an_unreachable_secret_url_never_reaches_the_warehouse(warehouse, monkeypatch):
+    """A Slack webhook URL is a credential: errors name the host, never the path."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret_path = "/services/T000/B000/very-secret-token"
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{port}{secret_path}")
+    sync = make_sync(
+        "slack",
+        batch_size=20,
+        rate_limit={"requests": 100, "per_seconds": 1},
+        options={"max_attempts": 2},
+    )
+    result = run_sync(sync, db_path=warehouse)
+    assert result.status == "failed"
+    texts = sql(
+        warehouse,
+        "select coalesce(message, '') from cdp.sync_runs union all "
+        "select coalesce(error, '') from cdp.sync_row_results",
+    )
+    assert any(f"127.0.0.1:{port}" in t for (t,) in texts)
+    assert not any("very-secret-token" in t for (t,) in texts)
