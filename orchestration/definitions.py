@@ -7,6 +7,8 @@ file, so parallel step processes would only wait on each other's lock (and pay t
 
 from __future__ import annotations
 
+import logging
+
 from dagster import Definitions, in_process_executor
 
 from orchestration.defs.checks import identity_checks
@@ -18,6 +20,18 @@ from orchestration.defs.schedules import ingest_and_build_schedule, sync_schedul
 from orchestration.defs.sensors import event_files_sensor, failure_alert_sensor
 from orchestration.defs.serving import snapshot_asset
 from orchestration.defs.syncs import declared_syncs, sync_asset, sync_key
+
+log = logging.getLogger(__name__)
+
+
+def _privacy() -> tuple[list, list]:
+    """Deletion requests and retention (orchestration/privacy), when that package is present."""
+    try:
+        from orchestration.privacy.dagster_defs import privacy_jobs, privacy_schedules
+    except ImportError as exc:
+        log.warning("no privacy jobs: %s", exc)
+        return [], []
+    return privacy_jobs(), privacy_schedules()
 
 
 def build_definitions() -> Definitions:
@@ -36,6 +50,9 @@ def build_definitions() -> Definitions:
         job = events_job(event_keys)
         jobs.append(job)
         sensors.append(event_files_sensor(job))
+    privacy_jobs, privacy_schedules = _privacy()
+    jobs += privacy_jobs
+    schedules += privacy_schedules
     identifiers = {rel: key for key, rel in relations().items()}.get("marts.customer_identifiers")
     checks = identity_checks(identifiers) if identifiers else []
     return Definitions(

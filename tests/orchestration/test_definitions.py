@@ -108,6 +108,8 @@ def test_schedule_and_sensor_defaults_follow_the_config() -> None:
 
 
 def test_every_project_job_is_tagged_as_a_writer() -> None:
+    names = {job.name for job in defs.resolve_all_job_defs()}
+    assert {"ingest_and_build", "deletion_requests_job", "retention_job"} <= names
     for job in defs.resolve_all_job_defs():
         if not job.name.startswith("__"):
             assert WRITER_TAGS.items() <= dict(job.tags).items(), job.name
