@@ -151,7 +151,7 @@ def bench_big_diff(work: Path) -> None:
         ensure_tables(con)
         _build_source(con, cfg)
         con.execute(
-            "insert into cdp.sync_state select ?, row_key, fields_hash, null, now() "
+            "insert into ops.sync_state select ?, row_key, fields_hash, null, now() "
             "from _src where skip_reason is null",
             [cfg.name],
         )

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StreamResult:
-    """What one stream's run did; also a row of ``cdp.ingest_runs``."""
+    """What one stream's run did; also a row of ``ops.ingest_runs``."""
 
     source: str
     stream: str
@@ -254,7 +254,7 @@ def _run_stream(
     result.duration_s = round(time.perf_counter() - t0, 3)
     if result.rows_quarantined:
         log.warning(
-            "%s.%s: %d records quarantined (see cdp.quarantine)",
+            "%s.%s: %d records quarantined (see ops.quarantine)",
             source,
             stream,
             result.rows_quarantined,

@@ -2,7 +2,7 @@
 
 A batch arrives as raw record texts. DuckDB parses and types them in bulk (vectorized JSON
 extraction over an Arrow column: no row-by-row inserts), sorts out the records it cannot use
-into ``cdp.quarantine`` with the reason, drops records whose identifiers are on the suppression
+into ``ops.quarantine`` with the reason, drops records whose identifiers are on the suppression
 list, upserts the rest on the primary key, and writes the stream's new cursor, all in one
 transaction. A process killed at any point leaves either the whole batch with its cursor or
 neither, so the next run resumes exactly where the last commit left off.
@@ -36,14 +36,14 @@ DUCKDB_TYPES = {
 }
 
 OPERATIONAL_DDL = [
-    "create schema if not exists {cdp}",
-    """create table if not exists {cdp}.connector_state (
+    "create schema if not exists {ops}",
+    """create table if not exists {ops}.connector_state (
         source varchar not null, stream varchar not null, cursor varchar,
         updated_at timestamp not null)""",
-    """create table if not exists {cdp}.quarantine (
+    """create table if not exists {ops}.quarantine (
         source varchar not null, stream varchar not null, raw_record varchar,
         reason varchar not null, batch_id varchar not null, quarantined_at timestamp not null)""",
-    """create table if not exists {cdp}.ingest_runs (
+    """create table if not exists {ops}.ingest_runs (
         run_id varchar not null, source varchar not null, stream varchar not null,
         status varchar not null, started_at timestamp not null, finished_at timestamp not null,
         rows_read bigint, rows_loaded bigint, rows_quarantined bigint, rows_suppressed bigint,
@@ -93,12 +93,12 @@ class BatchFigures:
 
 
 def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A separate connection to the warehouse in which ``cdp.<table>`` just works.
+    """A separate connection to the warehouse, attached under the alias ``warehouse``.
 
-    DuckDB names a file's catalog after the file: for ``cdp.duckdb`` that is ``cdp``, and then
-    ``cdp.quarantine`` is ambiguous between catalog and schema (a Binder Error). Attaching under
-    the alias ``warehouse`` avoids that; for ad-hoc reads (tests, tools) while no other
-    connection of this process has the file open (DuckDB refuses a second instance of a file).
+    DuckDB names a file's catalog after the file; attaching under one fixed alias makes every
+    connection see the same names whatever the file is called. For ad-hoc reads (tests, tools)
+    while no other connection of this process has the file open (DuckDB refuses a second
+    instance of a file).
     """
     con = duckdb.connect()
     path = str(db_path).replace("'", "''")
@@ -112,8 +112,7 @@ class Warehouse:
     """A connection to the warehouse file with the connector tables in place.
 
     It is an ordinary ``duckdb.connect(path)``, so other code of the same process may hold
-    connections to the file too; every name it writes is qualified with the file's catalog,
-    which keeps ``cdp.<table>`` unambiguous even in a file named ``cdp.duckdb``.
+    connections to the file too; every name it writes is qualified with the file's catalog.
     """
 
     def __init__(self, db_path: str | Path) -> None:
@@ -122,9 +121,9 @@ class Warehouse:
         self.con = duckdb.connect(self.path)
         self.con.execute("set TimeZone = 'UTC'")
         self.catalog = self.con.execute("select current_database()").fetchone()[0]
-        self.cdp = f"{q(self.catalog)}.cdp"
+        self.ops = f"{q(self.catalog)}.ops"
         for ddl in OPERATIONAL_DDL:
-            self.con.execute(ddl.format(cdp=self.cdp))
+            self.con.execute(ddl.format(ops=self.ops))
         self._ready: set[tuple[str, str]] = set()
 
     def close(self) -> None:
@@ -139,18 +138,18 @@ class Warehouse:
     # -- state -------------------------------------------------------------------------------
     def get_state(self, source: str, stream: str) -> dict[str, Any] | None:
         row = self.con.execute(
-            f"select cursor from {self.cdp}.connector_state where source = ? and stream = ?",
+            f"select cursor from {self.ops}.connector_state where source = ? and stream = ?",
             [source, stream],
         ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def _put_state(self, source: str, stream: str, state: dict[str, Any]) -> None:
         self.con.execute(
-            f"delete from {self.cdp}.connector_state where source = ? and stream = ?",
+            f"delete from {self.ops}.connector_state where source = ? and stream = ?",
             [source, stream],
         )
         self.con.execute(
-            f"insert into {self.cdp}.connector_state values (?, ?, ?, {_NOW})",
+            f"insert into {self.ops}.connector_state values (?, ?, ?, {_NOW})",
             [source, stream, json.dumps(state, sort_keys=True, default=str)],
         )
 
@@ -191,12 +190,12 @@ class Warehouse:
             return None
         exists = self.con.execute(
             "select count(*) from duckdb_tables() where database_name = ? "
-            "and schema_name = 'cdp' and table_name = 'suppression_list'",
+            "and schema_name = 'ops' and table_name = 'suppression_list'",
             [self.catalog],
         ).fetchone()[0]
         if not exists:
             return None
-        listed = f"select id_value_hash from {self.cdp}.suppression_list where id_type = "
+        listed = f"select id_value_hash from {self.ops}.suppression_list where id_type = "
         terms = [
             f"{sql_hash(id_type, q(column))} in ({listed}{_sql_str(id_type)})"
             for column, id_type in spec.identifiers.items()
@@ -224,7 +223,7 @@ class Warehouse:
                 figures = self._stage_and_write(source, spec, records, batch_id, objects)
             for raw, reason in rejects or []:
                 con.execute(
-                    f"insert into {self.cdp}.quarantine values (?, ?, ?, ?, ?, {_NOW})",
+                    f"insert into {self.ops}.quarantine values (?, ?, ?, ?, ?, {_NOW})",
                     [source, spec.name, raw, reason, batch_id],
                 )
                 figures.quarantined += 1
@@ -298,7 +297,7 @@ class Warehouse:
             from typed"""
         )
         quarantined = con.execute(
-            f"insert into {self.cdp}.quarantine select {src}, {strm}, _record, _reason, {batch}, "
+            f"insert into {self.ops}.quarantine select {src}, {strm}, _record, _reason, {batch}, "
             f"{_NOW} from _stage where _reason is not null"
         ).fetchone()[0]
 
@@ -336,7 +335,7 @@ class Warehouse:
     # -- run figures -------------------------------------------------------------------------
     def record_run(self, run_id: str, result: Any, started_at: dt.datetime) -> None:
         self.con.execute(
-            f"insert into {self.cdp}.ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"insert into {self.ops}.ingest_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 result.source,

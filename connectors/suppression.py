@@ -31,7 +31,7 @@ def normalize(id_type: str, value: object) -> str | None:
 
 
 def hash_identifier(id_type: str, value: object) -> str | None:
-    """The ``id_value_hash`` of ``cdp.suppression_list``: sha256 hex of the normalized value."""
+    """The ``id_value_hash`` of ``ops.suppression_list``: sha256 hex of the normalized value."""
     normalized = normalize(id_type, value)
     return hashlib.sha256(normalized.encode()).hexdigest() if normalized is not None else None
 

@@ -2,14 +2,14 @@
 
 One run of a sync:
 1. reads the sync's model and gates every row: no identity key, suppressed
-   (``cdp.suppression_list``) or without consent for the sync's purpose -> skipped, with the
+   (``ops.suppression_list``) or without consent for the sync's purpose -> skipped, with the
    reason recorded per row;
-2. computes in DuckDB the diff of the remaining rows against ``cdp.sync_state`` over the mapped
+2. computes in DuckDB the diff of the remaining rows against ``ops.sync_state`` over the mapped
    fields only: added, changed, and (mirror mode) removed;
 3. sends the diff in batches of the destination's size through its rate-limited client; a batch
    the destination rejects as a whole is split until the bad rows are isolated;
 4. after each acknowledged batch, in one transaction, records every row's outcome in
-   ``cdp.sync_row_results`` and advances ``cdp.sync_state`` for the rows that went through.
+   ``ops.sync_row_results`` and advances ``ops.sync_state`` for the rows that went through.
 
 A killed run therefore resumes where it stopped: acknowledged batches are in the state and are
 not sent again, unsent rows are still in the diff. A batch in flight when the run died, and rows
@@ -110,16 +110,16 @@ def _now() -> dt.datetime:
 
 def _suppression_expr(con: duckdb.DuckDBPyConnection, columns: list[str]) -> str:
     """True when any identifier column of the row is on the suppression list."""
-    if not table_exists(con, "cdp", "suppression_list"):
+    if not table_exists(con, "ops", "suppression_list"):
         return "false"
     from connectors.suppression import sql_hash
 
     id_types = [
-        r[0] for r in con.execute("select distinct id_type from cdp.suppression_list").fetchall()
+        r[0] for r in con.execute("select distinct id_type from ops.suppression_list").fetchall()
     ]
     checks = [
         f"{sql_hash(t, f'cast(m.{_q(t)} as varchar)')} in "
-        f"(select id_value_hash from cdp.suppression_list where id_type = '{_lit(t)}')"
+        f"(select id_value_hash from ops.suppression_list where id_type = '{_lit(t)}')"
         for t in id_types
         if t in columns
     ]
@@ -184,10 +184,10 @@ def _build_source(con: duckdb.DuckDBPyConnection, sync: SyncConfig) -> None:
 
 def _build_plan(con: duckdb.DuckDBPyConnection, sync: SyncConfig) -> None:
     """``_plan``: the diff against the acknowledged state, numbered per operation."""
-    if table_exists(con, "cdp", "sync_state"):
+    if table_exists(con, "ops", "sync_state"):
         con.execute(
             "create or replace temp table _state as select row_key, fields_hash, dest_id "
-            "from cdp.sync_state where sync_name = ?",
+            "from ops.sync_state where sync_name = ?",
             [sync.name],
         )
     else:
@@ -307,7 +307,7 @@ class _Run:
         self.con.register("_pending", keys)
         try:
             self.con.execute(
-                "insert into cdp.sync_state select ?, row_key, '', null, ? from _pending "
+                "insert into ops.sync_state select ?, row_key, '', null, ? from _pending "
                 "on conflict (sync_name, row_key) do update set fields_hash = ''",
                 [self.sync.name, _now()],
             )
@@ -329,19 +329,19 @@ class _Run:
         try:
             con.begin()
             con.execute(
-                "insert into cdp.sync_row_results select ?, ?, row_key, ?, "
+                "insert into ops.sync_row_results select ?, ?, row_key, ?, "
                 "case when ok then 'success' else 'failed' end, error, ? from _batch",
                 [self.run_id, self.sync.name, op, now],
             )
             if op == "remove":
                 con.execute(
-                    "delete from cdp.sync_state where sync_name = ? and row_key in "
+                    "delete from ops.sync_state where sync_name = ? and row_key in "
                     "(select row_key from _batch where ok)",
                     [self.sync.name],
                 )
             else:
                 con.execute(
-                    "insert into cdp.sync_state select ?, row_key, fields_hash, dest_id, ? "
+                    "insert into ops.sync_state select ?, row_key, fields_hash, dest_id, ? "
                     "from _batch where ok on conflict (sync_name, row_key) do update set "
                     "fields_hash = excluded.fields_hash, "
                     "dest_id = coalesce(excluded.dest_id, sync_state.dest_id), "
@@ -482,12 +482,12 @@ def run_sync(
     try:
         ensure_tables(con)
         con.execute(
-            "update cdp.sync_runs set status = 'interrupted' "
+            "update ops.sync_runs set status = 'interrupted' "
             "where sync_name = ? and status = 'running'",
             [sync.name],
         )
         con.execute(
-            "insert into cdp.sync_runs (run_id, sync_name, destination, mode, status, started_at) "
+            "insert into ops.sync_runs (run_id, sync_name, destination, mode, status, started_at) "
             "values (?, ?, ?, ?, 'running', ?)",
             [run_id, sync.name, sync.destination, sync.mode, _now()],
         )
@@ -516,7 +516,7 @@ def _execute(
 ) -> None:
     _build_source(con, sync)
     con.execute(
-        "insert into cdp.sync_row_results select ?, ?, row_key, 'skip', 'skipped', skip_reason, ? "
+        "insert into ops.sync_row_results select ?, ?, row_key, 'skip', 'skipped', skip_reason, ? "
         "from _src where skip_reason is not null",
         [run_id, sync.name, _now()],
     )
@@ -541,7 +541,7 @@ def _execute(
 def _finish(con: duckdb.DuckDBPyConnection, result: SyncResult) -> None:
     try:
         con.execute(
-            "update cdp.sync_runs set status = ?, finished_at = ?, rows_added = ?, "
+            "update ops.sync_runs set status = ?, finished_at = ?, rows_added = ?, "
             "rows_changed = ?, rows_removed = ?, rows_failed = ?, rows_skipped = ?, "
             "api_calls = ?, duration_s = ?, message = ? where run_id = ?",
             [

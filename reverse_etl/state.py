@@ -22,8 +22,8 @@ def connect(db_path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 DDL = """
-create schema if not exists cdp;
-create table if not exists cdp.sync_runs (
+create schema if not exists ops;
+create table if not exists ops.sync_runs (
     run_id varchar primary key,
     sync_name varchar not null,
     destination varchar,
@@ -40,7 +40,7 @@ create table if not exists cdp.sync_runs (
     duration_s double,
     message varchar
 );
-create table if not exists cdp.sync_row_results (
+create table if not exists ops.sync_row_results (
     run_id varchar not null,
     sync_name varchar not null,
     row_key varchar,
@@ -49,7 +49,7 @@ create table if not exists cdp.sync_row_results (
     error varchar,
     "at" timestamp not null  -- quoted: AT is a keyword in DuckDB 2
 );
-create table if not exists cdp.sync_state (
+create table if not exists ops.sync_state (
     sync_name varchar not null,
     row_key varchar not null,
     fields_hash varchar not null,

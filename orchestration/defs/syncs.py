@@ -84,7 +84,7 @@ def sync_asset(sync) -> AssetsDefinition:
             check_name="no_failed_rows",
             passed=result.failed == 0,
             severity=AssetCheckSeverity.WARN,
-            metadata={"rows_failed": result.failed, "see": "cdp.sync_row_results"},
+            metadata={"rows_failed": result.failed, "see": "ops.sync_row_results"},
         )
         return MaterializeResult(metadata=metadata, check_results=[check])
 

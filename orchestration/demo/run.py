@@ -142,10 +142,10 @@ def summarize(db_path: Path) -> dict[str, object]:
 
         return {
             "raw_records": rows(
-                "select table_schema || '.' || table_name, estimated_size from duckdb_tables() "
+                "select schema_name || '.' || table_name, estimated_size from duckdb_tables() "
                 "where schema_name like 'raw_%' order by 1"
             ),
-            "quarantined": scalar("select count(*) from cdp.quarantine"),
+            "quarantined": scalar("select count(*) from ops.quarantine"),
             "customers": scalar("select count(*) from marts.customers"),
             "identifiers": scalar("select count(*) from marts.customer_identifiers"),
             "segments": rows(
@@ -153,7 +153,7 @@ def summarize(db_path: Path) -> dict[str, object]:
             ),
             "syncs": rows(
                 "select sync_name, status, rows_added, rows_changed, rows_removed, rows_failed "
-                "from cdp.sync_runs qualify row_number() over "
+                "from ops.sync_runs qualify row_number() over "
                 "(partition by sync_name order by started_at desc) = 1 order by 1"
             ),
         }
@@ -198,6 +198,14 @@ def run_demo(
             return 1
         summary = summarize(db_path)
         print_summary(stack.data, summary, db_path, time.perf_counter() - started)
+        # the real-time path: pricing-page visits through the collector, to the Slack receiver
+        from orchestration.serve.demo import run_pricing_demo
+
+        pricing = run_pricing_demo(db_path, stack.workdir)
+        print(pricing.describe())
+        if not pricing.ok:
+            print("the pricing-page trigger did not fire as expected")
+            return 1
         if keep_serving:
             print("fake APIs keep serving; Ctrl-C to stop")
             with contextlib.suppress(KeyboardInterrupt):

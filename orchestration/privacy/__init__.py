@@ -1,7 +1,7 @@
 """Privacy and governance: forget a person everywhere, retention, suppression, audit, hashing.
 
 Entry points: ``forget`` (``cdp forget``), ``process_deletion_requests`` (the scheduled job over
-``cdp.deletion_requests`` and request files), ``apply_retention`` (per-source retention from
+``ops.deletion_requests`` and request files), ``apply_retention`` (per-source retention from
 ``retention.yml``), ``audience_hash`` (SHA-256 of normalized emails and phones for ad exports).
 """
 

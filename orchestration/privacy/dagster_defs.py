@@ -26,7 +26,7 @@ class DeletionRequestsConfig(Config):
     destinations: bool = True
 
 
-@op(description="Forget every pending person of cdp.deletion_requests (and request files).")
+@op(description="Forget every pending person of ops.deletion_requests (and request files).")
 def process_deletion_requests_op(context: OpExecutionContext, config: DeletionRequestsConfig):
     receipts = process_deletion_requests(files=config.files, destinations=config.destinations)
     failed = [r.request_id for r in receipts if not r.ok]

@@ -1,6 +1,6 @@
 """Deletion requests filed in the warehouse or dropped as a file, processed by a schedule.
 
-A request is a row of ``cdp.deletion_requests`` (``submit_deletion_request``, or an insert by any
+A request is a row of ``ops.deletion_requests`` (``submit_deletion_request``, or an insert by any
 tool) or a line of a request file (plain identifiers or JSON lines with ``identifier``), which is
 moved into the table and emptied so the raw identifiers do not linger on disk. Processing runs
 each pending request through the forget steps, rebuilds dbt once for the whole batch, then
@@ -43,7 +43,7 @@ def submit_deletion_request(
     try:
         ensure_privacy_tables(con)
         con.execute(
-            "insert into cdp.deletion_requests (request_id, identifier, identifier_hash, source, "
+            "insert into ops.deletion_requests (request_id, identifier, identifier_hash, source, "
             "requested_at, status) values (?, ?, ?, ?, ?, 'pending')",
             [request_id, identifier.strip(), sha256_hex(identifier.strip()), source, utcnow()],
         )
@@ -100,7 +100,7 @@ def process_deletion_requests(
     try:
         ensure_privacy_tables(con)
         pending = con.execute(
-            "select request_id, identifier from cdp.deletion_requests "
+            "select request_id, identifier from ops.deletion_requests "
             # 'processing' with the identifier still there: a run that died; the warehouse
             # step is one transaction, so doing it again is safe
             "where status in ('pending', 'processing') and identifier is not null "
@@ -145,7 +145,7 @@ def _mark(path: Path, request_id: str, status: str, message: str | None = None) 
     con = connect(path)
     try:
         con.execute(
-            "update cdp.deletion_requests set status = ?, message = coalesce(?, message) "
+            "update ops.deletion_requests set status = ?, message = coalesce(?, message) "
             "where request_id = ?",
             [status, message, request_id],
         )
@@ -157,7 +157,7 @@ def _fail(path: Path, request_id: str, message: str) -> None:
     con = connect(path)
     try:
         con.execute(
-            "update cdp.deletion_requests set status = 'failed', processed_at = ?, "
+            "update ops.deletion_requests set status = 'failed', processed_at = ?, "
             "identifier = null, message = ? where request_id = ?",
             [utcnow(), message, request_id],
         )

@@ -1,9 +1,9 @@
 """``cdp forget``: erase a person from the warehouse and the destinations, and keep receipts.
 
-The steps, each leaving rows in ``cdp.privacy_audit`` under one request id:
+The steps, each leaving rows in ``ops.privacy_audit`` under one request id:
 
 1. resolve: the identifier, through the identity graph, to every identifier of the person;
-2. suppress: their hashes go on ``cdp.suppression_list``, so connectors drop them on re-ingest;
+2. suppress: their hashes go on ``ops.suppression_list``, so connectors drop them on re-ingest;
 3. delete_rows: every table of every schema (raw, operational, dbt-built) loses the rows that
    hold one of them: one receipt per table touched. Steps 1-3 commit in one transaction;
 4. destination: a deletion call per vendor and identifier, with the vendor's answer;
@@ -45,7 +45,7 @@ from orchestration.privacy.tables import (
 log = logging.getLogger(__name__)
 
 Rebuild = Callable[[list[str]], int | None]
-DBT_SCHEMAS_NOT_REBUILT = ("cdp",)
+DBT_SCHEMAS_NOT_REBUILT = ("ops",)
 
 
 def dbt_rebuild(db_path: Path) -> Rebuild:
@@ -166,7 +166,7 @@ class ForgetJob:
             added = add_suppressions(con, typed, self.request_id)
             self._entry(
                 "suppress",
-                table_name="cdp.suppression_list",
+                table_name="ops.suppression_list",
                 rows_affected=added,
                 detail=f"{len(typed)} identifier hash(es) suppressed ({added} new)",
             )
@@ -225,13 +225,13 @@ class ForgetJob:
         keys = sorted({*r.customer_ids, *(i.value for i in r.identifiers)})
         if (
             keys
-            and table_exists(con, "cdp", "sync_state")
-            and table_exists(con, "cdp", "sync_runs")
+            and table_exists(con, "ops", "sync_state")
+            and table_exists(con, "ops", "sync_runs")
         ):
             placeholders = ", ".join("?" for _ in keys)
             rows = con.execute(
-                "select distinct r.destination, s.dest_id from cdp.sync_state as s "
-                "join (select distinct sync_name, destination from cdp.sync_runs) as r "
+                "select distinct r.destination, s.dest_id from ops.sync_state as s "
+                "join (select distinct sync_name, destination from ops.sync_runs) as r "
                 "using (sync_name) "
                 f"where s.dest_id is not null and s.row_key in ({placeholders})",
                 keys,
@@ -423,7 +423,7 @@ def record_request(path: Path, job: ForgetJob, source: str) -> None:
     try:
         ensure_privacy_tables(con)
         con.execute(
-            "insert into cdp.deletion_requests (request_id, identifier, identifier_hash, source, "
+            "insert into ops.deletion_requests (request_id, identifier, identifier_hash, source, "
             "requested_at, status) values (?, null, ?, ?, ?, 'processing') "
             "on conflict do nothing",
             [job.request_id, sha256_hex(job.text), source, utcnow()],
@@ -440,7 +440,7 @@ def close_request(path: Path, request_id: str, receipt: ForgetReceipt) -> None:
     con = connect(path)
     try:
         con.execute(
-            "update cdp.deletion_requests set status = ?, processed_at = ?, identifier = null, "
+            "update ops.deletion_requests set status = ?, processed_at = ?, identifier = null, "
             "message = ? where request_id = ?",
             [status, utcnow(), f"{len(receipt.entries)} audit rows", request_id],
         )

@@ -17,7 +17,7 @@ import duckdb
 from orchestration.privacy.normalize import Identifier
 
 SUPPRESSION_DDL = """
-create table if not exists cdp.suppression_list (
+create table if not exists ops.suppression_list (
     id_type varchar not null,
     id_value_hash varchar not null,   -- sha256 hex of the normalized value
     added_at timestamp,
@@ -28,7 +28,7 @@ create table if not exists cdp.suppression_list (
 """
 
 AUDIT_DDL = """
-create table if not exists cdp.privacy_audit (
+create table if not exists ops.privacy_audit (
     audit_id varchar primary key,
     request_id varchar not null,
     step varchar not null,            -- resolve, suppress, delete_rows, destination, rebuild, ...
@@ -44,7 +44,7 @@ create table if not exists cdp.privacy_audit (
 """
 
 REQUESTS_DDL = """
-create table if not exists cdp.deletion_requests (
+create table if not exists ops.deletion_requests (
     request_id varchar primary key,
     identifier varchar,               -- as filed; set to null once processed
     identifier_hash varchar,          -- sha256 of the trimmed text as filed, kept for lookups
@@ -57,7 +57,7 @@ create table if not exists cdp.deletion_requests (
 """
 
 # tables whose rows are the privacy job's own records: never scanned for deletion
-PRIVACY_TABLES = frozenset({"cdp.suppression_list", "cdp.privacy_audit", "cdp.deletion_requests"})
+PRIVACY_TABLES = frozenset({"ops.suppression_list", "ops.privacy_audit", "ops.deletion_requests"})
 
 
 def utcnow() -> dt.datetime:
@@ -70,14 +70,14 @@ def new_request_id() -> str:
 
 def ensure_privacy_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the cdp schema and the three privacy tables if they do not exist."""
-    con.execute("create schema if not exists cdp")
+    con.execute("create schema if not exists ops")
     for ddl in (SUPPRESSION_DDL, AUDIT_DDL, REQUESTS_DDL):
         con.execute(ddl)
 
 
 def ensure_suppression_table(con: duckdb.DuckDBPyConnection) -> None:
     """The DDL helper connectors call before reading the list (it may not exist yet)."""
-    con.execute("create schema if not exists cdp")
+    con.execute("create schema if not exists ops")
     con.execute(SUPPRESSION_DDL)
 
 
@@ -91,13 +91,13 @@ def add_suppressions(
     rows = sorted({(i.id_type, i.hash) for i in identifiers})
     if not rows:
         return 0
-    before = con.execute("select count(*) from cdp.suppression_list").fetchone()[0]
+    before = con.execute("select count(*) from ops.suppression_list").fetchone()[0]
     con.executemany(
-        "insert into cdp.suppression_list (id_type, id_value_hash, added_at, request_id, reason) "
+        "insert into ops.suppression_list (id_type, id_value_hash, added_at, request_id, reason) "
         "values (?, ?, ?, ?, ?) on conflict do nothing",
         [(t, h, utcnow(), request_id, reason) for t, h in rows],
     )
-    return con.execute("select count(*) from cdp.suppression_list").fetchone()[0] - before
+    return con.execute("select count(*) from ops.suppression_list").fetchone()[0] - before
 
 
 @dataclass
@@ -128,7 +128,7 @@ class AuditEntry:
 
 def write_audit(con: duckdb.DuckDBPyConnection, entries: Iterable[AuditEntry]) -> None:
     con.executemany(
-        "insert into cdp.privacy_audit values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "insert into ops.privacy_audit values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 uuid.uuid4().hex,

@@ -8,7 +8,7 @@ webhook), and a per-customer rate limit so a burst of events is one alert, not a
 Evaluation runs on a worker thread fed after the durable write, so it never delays the 200;
 deliveries run on a small pool so one slow webhook does not hold the others. Every decision that
 fires or is held back by the rate limit is appended to a JSONL firing log
-(``data/trigger_firings``) that the pipeline can load into ``cdp.trigger_firings``; the
+(``data/trigger_firings``) that the pipeline can load into ``ops.trigger_firings``; the
 collector itself never opens the warehouse.
 """
 

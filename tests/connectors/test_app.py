@@ -85,7 +85,7 @@ def test_unreachable_database_fails_with_variable_and_no_password(cdp_env, monke
     for r in results:
         assert "CDP_APP_DB_URL" in r.message
         assert "s3cr3t-pw" not in r.message
-    logged = rows(cdp_env, "select message from cdp.ingest_runs")
+    logged = rows(cdp_env, "select message from ops.ingest_runs")
     assert all("s3cr3t-pw" not in m for (m,) in logged)
 
 

@@ -39,6 +39,6 @@ def test_ingest_all_sources_then_dbt_staging_builds(small_demo, cdp_env, tmp_pat
             assert_raw_equals_source(cdp_env, small_demo, table)
         again = ingest()
         assert sum(r.rows_loaded for r in again) == 0
-    runs = rows(cdp_env, "select count(*), count(distinct run_id) from cdp.ingest_runs")
+    runs = rows(cdp_env, "select count(*), count(distinct run_id) from ops.ingest_runs")
     assert runs == [(2 * len(ALL_TABLES), 2)]
     run_dbt(cdp_env, "build", "--select", "staging")

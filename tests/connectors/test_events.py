@@ -95,7 +95,7 @@ def test_malformed_lines_are_quarantined_and_neighbours_load(cdp_env, events_dir
     result = ingest(sources=["events"])[0]
     assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (7, 3, 4)
     reasons = dict(
-        rows(cdp_env, "select raw_record, reason from cdp.quarantine where source = 'events'")
+        rows(cdp_env, "select raw_record, reason from ops.quarantine where source = 'events'")
     )
     assert reasons[bad[0]] == "invalid JSON"
     assert reasons[bad[1]] == "not a JSON object"
@@ -104,7 +104,7 @@ def test_malformed_lines_are_quarantined_and_neighbours_load(cdp_env, events_dir
     assert scalar(cdp_env, "select count(*) from raw_events.events") == 3
     # quarantined lines are not read again: the file's cursor moved past them
     assert ingest_stream("events", "events").rows_read == 0
-    assert scalar(cdp_env, "select count(*) from cdp.quarantine") == 4
+    assert scalar(cdp_env, "select count(*) from ops.quarantine") == 4
 
 
 def test_missing_events_dir_skips_the_source(cdp_env, monkeypatch):
@@ -112,7 +112,7 @@ def test_missing_events_dir_skips_the_source(cdp_env, monkeypatch):
     result = ingest(sources=["events"])[0]
     assert result.status == "skipped"
     assert "CDP_EVENTS_DIR" in result.message
-    assert scalar(cdp_env, "select status from cdp.ingest_runs where source = 'events'") == (
+    assert scalar(cdp_env, "select status from ops.ingest_runs where source = 'events'") == (
         "skipped"
     )
 
@@ -139,14 +139,14 @@ def test_suppressed_people_are_dropped_and_counted_in_ingest_runs(cdp_env, event
     ]
     (events_dir / "e.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     con = connect(cdp_env)
-    con.execute("create schema if not exists cdp")
-    con.execute("create table cdp.suppression_list (id_type varchar, id_value_hash varchar)")
+    con.execute("create schema if not exists ops")
+    con.execute("create table ops.suppression_list (id_type varchar, id_value_hash varchar)")
     con.execute(
-        "insert into cdp.suppression_list values ('email', ?), ('anonymous_id', ?)",
+        "insert into ops.suppression_list values ('email', ?), ('anonymous_id', ?)",
         [hash_identifier("email", "gone@x.com"), hash_identifier("anonymous_id", "anon-gone")],
     )
     con.close()
     result = ingest_stream("events", "events")
     assert (result.rows_read, result.rows_loaded, result.rows_suppressed) == (3, 1, 2)
     assert rows(cdp_env, "select message_id from raw_events.events") == [("s3",)]
-    assert scalar(cdp_env, "select rows_suppressed from cdp.ingest_runs") == 2
+    assert scalar(cdp_env, "select rows_suppressed from ops.ingest_runs") == 2

@@ -72,7 +72,7 @@ def test_csv_parquet_jsonl_load_once_and_reload_on_change(cdp_env, files_config)
         ("1", "0.5"),
         ("2", "1.5"),
     ]
-    reasons = rows(cdp_env, "select stream, reason from cdp.quarantine order by 1")
+    reasons = rows(cdp_env, "select stream, reason from ops.quarantine order by 1")
     assert reasons == [("leads", "score: cannot read oops as bigint"), ("notes", "invalid JSON")]
 
     assert sum(r.rows_read for r in ingest(sources=["files"])) == 0
@@ -93,7 +93,7 @@ def test_unreadable_file_is_quarantined_not_fatal(cdp_env, files_config):
     results = {r.stream: r for r in ingest(sources=["files"])}
     assert results["leads"].rows_loaded == 1
     assert (results["scores"].status, results["scores"].rows_quarantined) == ("ok", 1)
-    reason = scalar(cdp_env, "select reason from cdp.quarantine where stream = 'scores'")
+    reason = scalar(cdp_env, "select reason from ops.quarantine where stream = 'scores'")
     assert reason.startswith("cannot read broken.parquet")
 
 

@@ -181,7 +181,7 @@ def test_bad_records_are_quarantined_and_neighbours_load(cdp_env, monkeypatch):
         del no_id["id"]
         result = ingest_stream("stripe", "charges")
         assert (result.rows_loaded, result.rows_quarantined) == (2, 2)
-        reasons = sorted(r for (r,) in rows(cdp_env, "select reason from cdp.quarantine"))
+        reasons = sorted(r for (r,) in rows(cdp_env, "select reason from ops.quarantine"))
         assert reasons == ["amount: cannot read a lot as bigint", "missing primary key id"]
 
 
@@ -201,7 +201,7 @@ def test_ten_percent_faults_and_rate_limits_give_the_same_tables(
             assert_raw_equals_source(cdp_env, small_demo, table)
         assert sum(r.retries for r in results) > 0
         assert sum(1 for c in f.calls if c.status >= 429) == sum(r.retries for r in results)
-        recorded = scalar(cdp_env, "select sum(retries) from cdp.ingest_runs")
+        recorded = scalar(cdp_env, "select sum(retries) from ops.ingest_runs")
         assert recorded == sum(r.retries for r in results)
 
 
@@ -226,7 +226,7 @@ def test_refused_credentials_fail_the_source_naming_the_variable(
         assert len(fake.calls) == 1  # the second stream does not knock again
         for text in [r.message for r in results] + [caplog.text]:
             assert wrong not in text and TOKENS[vendor] not in text
-        stored = rows(cdp_env, "select message from cdp.ingest_runs")
+        stored = rows(cdp_env, "select message from ops.ingest_runs")
         assert all(wrong not in m for (m,) in stored)
 
 

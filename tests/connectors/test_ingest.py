@@ -45,7 +45,7 @@ def test_every_source_without_configuration_is_skipped_not_crashed(cdp_env, monk
     results = ingest()
     assert results and {r.status for r in results} == {"skipped"}
     assert all(r.message for r in results)
-    recorded = rows(cdp_env, "select source, stream, status from cdp.ingest_runs order by 1, 2")
+    recorded = rows(cdp_env, "select source, stream, status from ops.ingest_runs order by 1, 2")
     assert recorded == sorted((r.source, r.stream, "skipped") for r in results)
 
 
@@ -102,5 +102,5 @@ def test_unexpected_errors_are_masked_before_they_are_stored(cdp_env, monkeypatc
     result = ingest_stream("events", "events")
     assert result.status == "failed"
     assert result.message == "RuntimeError: driver said: bad key ***"
-    stored = rows(cdp_env, "select message from cdp.ingest_runs")
+    stored = rows(cdp_env, "select message from ops.ingest_runs")
     assert stored == [("RuntimeError: driver said: bad key ***",)]

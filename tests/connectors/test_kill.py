@@ -130,4 +130,4 @@ def test_killed_events_and_app_ingest_resume_exactly(small_demo, cdp_env, tmp_pa
         for table in TABLES[source]:
             assert_raw_equals_source(cdp_env, small_demo, table)
     # nothing was quarantined along the way: every kill left whole batches only
-    assert scalar(cdp_env, "select count(*) from cdp.quarantine") == 0
+    assert scalar(cdp_env, "select count(*) from ops.quarantine") == 0

@@ -82,7 +82,7 @@ def test_quarantine_keeps_good_neighbours(cdp_env):
     with Warehouse(cdp_env) as wh:
         figures = wh.load_batch("t", SPEC, [good[0], *bad, good[1]], None, "b1")
     assert (figures.loaded, figures.quarantined) == (2, 5)
-    reasons = dict(rows(cdp_env, "select raw_record, reason from cdp.quarantine"))
+    reasons = dict(rows(cdp_env, "select raw_record, reason from ops.quarantine"))
     assert reasons == {
         "{oops": "invalid JSON",
         "[1, 2]": "not a JSON object",
@@ -90,7 +90,7 @@ def test_quarantine_keeps_good_neighbours(cdp_env):
         bad[3]: "score: cannot read high as double",
         bad[4]: "missing primary key id; id: cannot read x as bigint",
     }
-    assert scalar(cdp_env, "select count(distinct batch_id) from cdp.quarantine") == 1
+    assert scalar(cdp_env, "select count(distinct batch_id) from ops.quarantine") == 1
 
 
 def test_upsert_latest_wins_within_and_across_batches(cdp_env):
@@ -126,7 +126,7 @@ def test_data_and_cursor_commit_together_or_not_at_all(cdp_env, monkeypatch):
         monkeypatch.undo()
         assert wh.get_state("t", "things") == {"after": "1"}
     assert scalar(cdp_env, "select count(*) from raw_t.things") == 1
-    assert scalar(cdp_env, "select count(*) from cdp.quarantine") == 0
+    assert scalar(cdp_env, "select count(*) from ops.quarantine") == 0
 
 
 def test_new_typed_columns_are_added_to_an_existing_table(cdp_env):
@@ -143,10 +143,10 @@ def test_new_typed_columns_are_added_to_an_existing_table(cdp_env):
 
 def test_suppressed_identifiers_are_dropped_and_counted(cdp_env):
     con = connect(cdp_env)
-    con.execute("create schema if not exists cdp")
-    con.execute("create table cdp.suppression_list (id_type varchar, id_value_hash varchar)")
+    con.execute("create schema if not exists ops")
+    con.execute("create table ops.suppression_list (id_type varchar, id_value_hash varchar)")
     con.execute(
-        "insert into cdp.suppression_list values ('email', ?), ('phone', ?)",
+        "insert into ops.suppression_list values ('email', ?), ('phone', ?)",
         [hash_identifier("email", "gone@x.com"), hash_identifier("phone", "(201) 555-0100")],
     )
     con.close()
@@ -188,7 +188,7 @@ def test_connect_resolves_cdp_schema_in_a_file_named_cdp(tmp_path):
     with Warehouse(path) as wh:
         wh.load_batch("t", SPEC, ["{x"], None, "b1")
     con = connect(path, read_only=True)
-    assert con.execute("select count(*) from cdp.quarantine").fetchone()[0] == 1
+    assert con.execute("select count(*) from ops.quarantine").fetchone()[0] == 1
     con.close()
 
 
@@ -209,7 +209,7 @@ def test_warehouse_shares_the_file_with_other_connections_of_the_process(tmp_pat
     try:
         with Warehouse(path) as wh:
             wh.load_batch("t", SPEC, [rec(id=1), "{x"], {"c": 1}, "b1")
-        assert other.execute("select count(*) from cdp.cdp.quarantine").fetchone()[0] == 1
+        assert other.execute("select count(*) from cdp.ops.quarantine").fetchone()[0] == 1
         assert other.execute("select count(*) from raw_t.things").fetchone()[0] == 1
     finally:
         other.close()

@@ -103,7 +103,7 @@ def test_sync_metadata_matches_what_the_engine_recorded(graph_run) -> None:
         meta = first.assets[sync_key(sync.name).to_user_string()]
         recorded = con.execute(
             "select status, rows_added, rows_changed, rows_removed, rows_failed, rows_skipped "
-            "from cdp.sync_runs where run_id = ?",
+            "from ops.sync_runs where run_id = ?",
             [meta["sync_run_id"]],
         ).fetchone()
         assert recorded == (

@@ -42,12 +42,12 @@ def test_jobs_run_in_process(cdp_env, small_demo, tmp_path) -> None:
 
     con = connect(cdp_env, read_only=True)
     statuses = con.execute(
-        "select request_id = ?, status, identifier from cdp.deletion_requests order by 1",
+        "select request_id = ?, status, identifier from ops.deletion_requests order by 1",
         [request_id],
     ).fetchall()
     assert statuses == [(False, "not_found", None), (True, "not_found", None)]
     retention = con.execute(
-        "select count(*) from cdp.privacy_audit where step = 'retention'"
+        "select count(*) from ops.privacy_audit where step = 'retention'"
     ).fetchone()[0]
     assert retention >= 1
     con.close()

@@ -51,12 +51,12 @@ def built(tmp_path_factory, small_demo):
     record = {k: str(v) for k, v in record.items()} | {"createdate": "yesterday-ish"}
     with Warehouse(db) as wh:
         wh.con.execute(
-            "insert into cdp.quarantine values ('hubspot', 'contacts', ?, 'bad createdate', "
+            "insert into ops.quarantine values ('hubspot', 'contacts', ?, 'bad createdate', "
             "'b1', now())",
             [json.dumps({"properties": record})],
         )
         wh.con.execute(
-            "insert into cdp.quarantine values ('hubspot', 'contacts', '{\"id\": \"x\"}', "
+            "insert into ops.quarantine values ('hubspot', 'contacts', '{\"id\": \"x\"}', "
             "'someone else', 'b1', now())"
         )
         ensure_sync_tables(wh.con)
@@ -65,11 +65,11 @@ def built(tmp_path_factory, small_demo):
             "select customer_id from marts.customer_identifiers where id_value = ?", [email]
         ).fetchone()[0]
         wh.con.execute(
-            "insert into cdp.sync_runs (run_id, sync_name, destination, status, started_at) "
+            "insert into ops.sync_runs (run_id, sync_name, destination, status, started_at) "
             "values ('r1', 'hubspot_contacts', 'hubspot', 'success', now())"
         )
         wh.con.execute(
-            "insert into cdp.sync_state select 'hubspot_contacts', customer_id, md5(customer_id), "
+            "insert into ops.sync_state select 'hubspot_contacts', customer_id, md5(customer_id), "
             "null, now() from marts.customers"
         )
     return db, person, customer
@@ -100,7 +100,7 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     before = find_traces(con, traces)
     con.close()
     schemas = {k.split(".")[0] for k in before}
-    assert {"raw_app", "raw_events", "staging", "identity", "marts", "cdp"} <= schemas
+    assert {"raw_app", "raw_events", "staging", "identity", "marts", "ops"} <= schemas
     raw_before = {t: _count(db, f"select count(*) from {t}") for t in traces.rows}
     # the collector serves profiles from a snapshot of the marts: it must forget them too
     snapshots = db.parent / "snapshot"
@@ -128,12 +128,12 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     for table, keys in traces.rows.items():
         assert _count(db, f"select count(*) from {table}") == raw_before[table] - len(keys), table
     assert _count(db, "select count(*) from marts.customers") == customers_before - 1
-    assert _count(db, "select count(*) from cdp.quarantine") == 1
-    assert _count(db, "select count(*) from cdp.sync_state") == customers_before - 1
+    assert _count(db, "select count(*) from ops.quarantine") == 1
+    assert _count(db, "select count(*) from ops.sync_state") == customers_before - 1
 
     audit = con.execute(
         "select step, status, table_name, rows_affected, identifiers, detail "
-        'from cdp.privacy_audit where request_id = ? order by "at"',
+        'from ops.privacy_audit where request_id = ? order by "at"',
         [receipt.request_id],
     ).fetchall()
     steps = [row[0] for row in audit]
@@ -143,17 +143,17 @@ def test_forget_leaves_no_trace_in_any_table_and_keeps_a_receipt_per_step(
     deleted = {row[2]: row[3] for row in audit if row[0] == "delete_rows"}
     for table, keys in traces.rows.items():
         assert deleted[table] == len(keys), table
-    assert deleted["cdp.quarantine"] == 1 and deleted["marts.customers"] == 1
+    assert deleted["ops.quarantine"] == 1 and deleted["marts.customers"] == 1
     assert {row[1] for row in audit} <= {"ok", "skipped"}
     # receipts name identifiers by hash only
     listed = json.loads(audit[0][4])
     assert listed and all(len(i.split(":")[1]) == 64 for i in listed)
     suppressed = con.execute(
-        "select count(*) from cdp.suppression_list where request_id = ?", [receipt.request_id]
+        "select count(*) from ops.suppression_list where request_id = ?", [receipt.request_id]
     ).fetchone()[0]
     assert suppressed >= 1 + len(traces.ids)  # email, phone and every id
     request = con.execute(
-        "select status, identifier from cdp.deletion_requests where request_id = ?",
+        "select status, identifier from ops.deletion_requests where request_id = ?",
         [receipt.request_id],
     ).fetchone()
     assert request == ("done", None)
@@ -203,7 +203,7 @@ def test_deletion_requests_from_table_and_file_are_processed_and_closed(
     assert request_file.read_text() == ""  # the raw identifiers do not linger on disk
     con = connect(db, read_only=True)
     rows = con.execute(
-        "select source, status, identifier from cdp.deletion_requests order by requested_at"
+        "select source, status, identifier from ops.deletion_requests order by requested_at"
     ).fetchall()
     assert sorted(r[1] for r in rows) == ["done", "done", "not_found"]
     assert all(r[2] is None for r in rows)
@@ -213,7 +213,7 @@ def test_deletion_requests_from_table_and_file_are_processed_and_closed(
     assert len(rebuilds) == 1
     assert {f"source:{t}+" for t in (*t1.rows, *t2.rows)} <= set(rebuilds[0])
     receipts_of_rebuild = con.execute(
-        "select count(*) from cdp.privacy_audit where step = 'rebuild' and status = 'ok'"
+        "select count(*) from ops.privacy_audit where step = 'rebuild' and status = 'ok'"
     ).fetchone()[0]
     assert receipts_of_rebuild == 3  # each request has its receipt of it
     con.close()
@@ -310,7 +310,7 @@ def test_records_loaded_since_the_last_build_are_forgotten_and_their_new_ids_sup
     ).fetchone()
     assert left == (0, 0, ["cus_late2"])
     suppressed = {
-        h for (h,) in con.execute("select id_value_hash from cdp.suppression_list").fetchall()
+        h for (h,) in con.execute("select id_value_hash from ops.suppression_list").fetchall()
     }
     assert Identifier.of("email", new_email).hash in suppressed
     assert Identifier.of("anonymous_id", "anon-late").hash in suppressed

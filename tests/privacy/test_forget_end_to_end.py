@@ -107,7 +107,7 @@ def test_forget_reaches_every_table_every_destination_and_survives_reingest(
     assert find_traces(con, traces) == {}
     assert held_by_destinations(stack, traces) == {"hubspot": 0, "mailchimp": 0, "klaviyo": 0}
     audit = con.execute(
-        "select step, status, destination, response from cdp.privacy_audit where request_id = ?",
+        "select step, status, destination, response from ops.privacy_audit where request_id = ?",
         [receipt.request_id],
     ).fetchall()
     steps = {row[0] for row in audit}
@@ -129,7 +129,7 @@ def test_forget_reaches_every_table_every_destination_and_survives_reingest(
 
     # the sources still hold them: a full re-read (cursors reset) must not bring them back
     con = connect(db)
-    con.execute("delete from cdp.connector_state")
+    con.execute("delete from ops.connector_state")
     con.close()
     results = _ingest(db)
     assert sum(r.rows_suppressed for r in results) >= sum(
@@ -247,7 +247,7 @@ def test_email_consent_gates_every_mirror_run_both_ways(pipeline, small_demo) ->
         [(granted[0], True), (refused[0], False)]
     )
     runs = con.execute(
-        "select count(*) from cdp.sync_runs where sync_name = ?", [mailchimp.name]
+        "select count(*) from ops.sync_runs where sync_name = ?", [mailchimp.name]
     ).fetchone()[0]
     assert runs >= 4  # the first run, two consent rounds, the idle run
     con.close()

@@ -60,7 +60,7 @@ def test_retention_deletes_rows_older_than_the_period(tmp_path, small_demo) -> N
         == small_demo.tables["app.users"].height
     )
     audit = con.execute(
-        "select table_name, rows_affected from cdp.privacy_audit where step = 'retention' "
+        "select table_name, rows_affected from ops.privacy_audit where step = 'retention' "
         "and table_name is not null"
     ).fetchall()
     assert dict(audit) == {t: r.rows_deleted for t, r in results.items() if r.rows_deleted}
@@ -75,11 +75,11 @@ def test_shipped_config_is_valid_and_covers_quarantine() -> None:
     config = load_config(DEFAULT_CONFIG)
     found = {
         p.table: p
-        for p in policies(config, ["raw_events.events", "raw_app.users", "cdp.quarantine"])
+        for p in policies(config, ["raw_events.events", "raw_app.users", "ops.quarantine"])
     }
     assert found["raw_events.events"].column == "timestamp"
     assert "raw_app.users" not in found
-    assert found["cdp.quarantine"].column == "quarantined_at"
+    assert found["ops.quarantine"].column == "quarantined_at"
 
 
 def test_bad_config_is_refused(tmp_path, small_demo) -> None:

@@ -77,23 +77,23 @@ def test_numeric_ids_match_only_where_that_id_type_lives(tmp_path) -> None:
 
 def test_quarantined_records_are_typed_by_the_table_they_were_bound_for(tmp_path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("create schema cdp")
+    con.execute("create schema ops")
     con.execute(
-        "create table cdp.quarantine as select * from (values "
+        "create table ops.quarantine as select * from (values "
         """('app', 'users', '{"id": 1015, "created_at": "soon"}', 'bad date'),"""
         """('zendesk', 'tickets', '{"id": 1015, "requester_id": 9000001}', 'bad status'))"""
         " t(source, stream, raw_record, reason)"
     )
-    assert Scanner(con, [Identifier("user_id", "1015")]).delete("cdp.quarantine") == 1
-    left = con.execute("select source from cdp.quarantine").fetchall()
+    assert Scanner(con, [Identifier("user_id", "1015")]).delete("ops.quarantine") == 1
+    left = con.execute("select source from ops.quarantine").fetchall()
     assert left == [("zendesk",)]
 
 
 def test_identifiers_inside_free_text_and_nested_json_are_found(tmp_path) -> None:
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    con.execute("create schema cdp")
+    con.execute("create schema ops")
     con.execute(
-        "create table cdp.quarantine as select * from (values "
+        "create table ops.quarantine as select * from (values "
         """('{"contact": {"props": {"mail": "  ADA@Example.com"}}}', 'bad date'),"""
         """('please call me on (201) 000-0001, thanks', 'no id'),"""
         """('{"mail": "ada@example.community"}', 'other person'),"""
@@ -103,8 +103,8 @@ def test_identifiers_inside_free_text_and_nested_json_are_found(tmp_path) -> Non
     scanner = Scanner(
         con, [Identifier("email", "ada@example.com"), Identifier("phone", "+12010000001")]
     )
-    assert scanner.delete("cdp.quarantine") == 2
-    left = [r[0] for r in con.execute("select reason from cdp.quarantine order by 1").fetchall()]
+    assert scanner.delete("ops.quarantine") == 2
+    left = [r[0] for r in con.execute("select reason from ops.quarantine order by 1").fetchall()]
     assert left == ["a date is not a phone", "other person"]
 
 

@@ -2,7 +2,7 @@
 
 Sync a segment, change it, break rows, inject 5xx and 429s: in every case the destination ends
 holding exactly the consented members with their mapped fields, and every refused row is in
-``cdp.sync_row_results`` with the destination's own message.
+``ops.sync_row_results`` with the destination's own message.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_faults_rate_limits_and_invalid_rows(h, warehouse, monkeypatch, tmp_path
         assert any(c.status >= 500 for c in server.calls)
         errors = sql(
             warehouse,
-            "select row_key, error from cdp.sync_row_results where run_id = ? "
+            "select row_key, error from ops.sync_row_results where run_id = ? "
             "and status = 'failed'",
             [result.run_id],
         )

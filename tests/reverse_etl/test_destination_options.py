@@ -41,7 +41,7 @@ def test_hubspot_update_mode_touches_only_existing_contacts(warehouse, monkeypat
         }
         errors = sql(
             warehouse,
-            "select distinct error from cdp.sync_row_results where status = 'failed'",
+            "select distinct error from ops.sync_row_results where status = 'failed'",
         )
         assert all("Object not found" in e for (e,) in errors)
 
@@ -101,6 +101,6 @@ def test_concurrent_batches_stay_within_mailchimps_connection_limit(warehouse, m
         assert 1 < fake.max_concurrent_seen <= 6
         assert not [c for c in fake.calls if c.status == 429]
         recorded = sql(
-            warehouse, "select count(*) from cdp.sync_row_results where status = 'success'"
+            warehouse, "select count(*) from ops.sync_row_results where status = 'success'"
         )
         assert recorded[0][0] == result.added

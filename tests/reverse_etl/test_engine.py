@@ -46,7 +46,7 @@ def test_first_run_sends_consented_members_and_second_run_sends_nothing(warehous
 
     second = run_sync(sync, db_path=warehouse)
     assert (second.added, second.changed, second.removed, second.api_calls) == (0, 0, 0, 0)
-    runs = sql(warehouse, "select status, rows_added from cdp.sync_runs order by started_at")
+    runs = sql(warehouse, "select status, rows_added from ops.sync_runs order by started_at")
     assert runs == [("success", len(expected)), ("success", 0)]
 
 
@@ -85,7 +85,7 @@ def test_mirror_removes_members_who_left_and_upsert_keeps_them(warehouse, tmp_pa
     assert snapshot(tmp_path) == expected
     assert not sql(
         warehouse,
-        "select * from cdp.sync_state where sync_name = ? and row_key in "
+        "select * from ops.sync_state where sync_name = ? and row_key in "
         "(select unnest(?::varchar[]))",
         [mirror.name, [e for (e,) in left]],
     )
@@ -101,9 +101,9 @@ def test_consent_withdrawal_and_suppression_remove_in_mirror_mode(warehouse, tmp
         "update marts.customers set email_marketing_consent = false where email = ?",
         [withdrawn],
     )
-    sql(warehouse, "create table cdp.suppression_list (id_type varchar, id_value_hash varchar)")
+    sql(warehouse, "create table ops.suppression_list (id_type varchar, id_value_hash varchar)")
     digest = hashlib.sha256(forgotten.strip().lower().encode()).hexdigest()
-    sql(warehouse, "insert into cdp.suppression_list values ('email', ?)", [digest])
+    sql(warehouse, "insert into ops.suppression_list values ('email', ?)", [digest])
 
     result = run_sync(sync, db_path=warehouse)
     assert result.removed == 2
@@ -113,7 +113,7 @@ def test_consent_withdrawal_and_suppression_remove_in_mirror_mode(warehouse, tmp
     reasons = dict(
         sql(
             warehouse,
-            "select row_key, error from cdp.sync_row_results "
+            "select row_key, error from ops.sync_row_results "
             "where run_id = ? and status = 'skipped'",
             [result.run_id],
         )
@@ -134,7 +134,7 @@ def test_dry_run_plans_without_writing_or_calling(warehouse, tmp_path):
             tables = sql(
                 warehouse,
                 "select table_name from duckdb_tables() "
-                "where schema_name = 'cdp' and database_name = current_database()",
+                "where schema_name = 'ops' and database_name = current_database()",
             )
             assert tables == []
             n = len(expected_members(warehouse))
@@ -168,7 +168,7 @@ def test_invalid_rows_are_recorded_with_the_destinations_message(warehouse, monk
         errors = dict(
             sql(
                 warehouse,
-                "select row_key, error from cdp.sync_row_results "
+                "select row_key, error from ops.sync_row_results "
                 "where run_id = ? and status = 'failed'",
                 [result.run_id],
             )
@@ -192,7 +192,7 @@ def test_webhook_signatures_are_verified(warehouse, monkeypatch):
         result = run_sync(make_sync("webhook"), db_path=warehouse)
         assert result.status == "failed" and "401" in result.message
         assert hook.rejected_signatures >= 1 and hook.records == {}
-        acknowledged = "select count(*) from cdp.sync_state where fields_hash <> ''"
+        acknowledged = "select count(*) from ops.sync_state where fields_hash <> ''"
         assert sql(warehouse, acknowledged)[0][0] == 0
 
 
@@ -213,7 +213,7 @@ def test_missing_credentials_skip_the_sync_with_a_message(warehouse, monkeypatch
     monkeypatch.delenv("CDP_WEBHOOK_URL", raising=False)
     result = run_sync(make_sync("webhook"), db_path=warehouse)
     assert result.status == "skipped" and "CDP_WEBHOOK_URL" in result.message
-    assert sql(warehouse, "select status, message from cdp.sync_runs") == [
+    assert sql(warehouse, "select status, message from ops.sync_runs") == [
         ("skipped", result.message)
     ]
 
@@ -272,13 +272,13 @@ def test_rows_in_flight_when_a_run_died_are_resent(warehouse, monkeypatch, mode)
         # as a killed run leaves them: marked unknown, maybe received, never acknowledged
         sql(
             warehouse,
-            "create schema if not exists cdp; create table cdp.sync_state (sync_name varchar, "
+            "create schema if not exists ops; create table ops.sync_state (sync_name varchar, "
             "row_key varchar, fields_hash varchar, dest_id varchar, synced_at timestamp, "
             "primary key (sync_name, row_key))",
         )
         sql(
             warehouse,
-            "insert into cdp.sync_state select ?, unnest(?::varchar[]), '', null, now()",
+            "insert into ops.sync_state select ?, unnest(?::varchar[]), '', null, now()",
             [sync.name, in_flight],
         )
         hook.records["t"] = {k: expected[k] for k in in_flight[:2]}  # two had arrived
@@ -314,8 +314,8 @@ def test_an_unreachable_secret_url_never_reaches_the_warehouse(warehouse, monkey
     assert result.status == "failed"
     texts = sql(
         warehouse,
-        "select coalesce(message, '') from cdp.sync_runs union all "
-        "select coalesce(error, '') from cdp.sync_row_results",
+        "select coalesce(message, '') from ops.sync_runs union all "
+        "select coalesce(error, '') from ops.sync_row_results",
     )
     assert any(f"127.0.0.1:{port}" in t for (t,) in texts)
     assert not any("very-secret-token" in t for (t,) in texts)

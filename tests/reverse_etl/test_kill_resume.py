@@ -103,14 +103,14 @@ def test_killed_syncs_resume_without_resending_acknowledged_rows(
 
         interrupted = sql(
             warehouse,
-            "select count(*) from cdp.sync_runs where sync_name = ? and status = 'interrupted'",
+            "select count(*) from ops.sync_runs where sync_name = ? and status = 'interrupted'",
             [name],
         )[0][0]
         assert interrupted >= kills - 1
 
         acks = sql(
             warehouse,
-            'select lower(row_key), operation, count(*), min("at") from cdp.sync_row_results '
+            'select lower(row_key), operation, count(*), min("at") from ops.sync_row_results '
             "where sync_name = ? and status = 'success' group by all",
             [name],
         )

@@ -279,7 +279,7 @@ def test_firing_log_loads_into_the_warehouse_once(running: Running, tmp_path: Pa
         assert load_firings(con, running.firings.folder) == 0
         rows = con.execute(
             "select firing_id, customer_id, status, latency_ms is not null "
-            "from cdp.trigger_firings order by firing_id"
+            "from ops.trigger_firings order by firing_id"
         ).fetchall()
     finally:
         con.close()
