@@ -112,7 +112,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from orchestration.runner import run_all
 
-    summary = run_all()
+    summary = run_all(log_level="DEBUG" if args.verbose else "WARNING")
     print(summary.describe() if hasattr(summary, "describe") else summary)
     return 0 if summary.success else 1
 
@@ -153,6 +153,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from orchestration.demo.run import run_demo
 
     return run_demo(
+        verbose=args.verbose,
         people=args.people,
         seed=args.seed,
         fault_rate=args.fault_rate,
@@ -182,10 +183,13 @@ HANDLERS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the commands print their own summaries; library logs stay quiet unless asked for
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("connectors").setLevel(logging.INFO)
     settings.export_env()
     return HANDLERS[args.command](args)
 

@@ -161,6 +161,17 @@ def summarize(db_path: Path) -> dict[str, object]:
         con.close()
 
 
+def _email_of(db_path: Path, customer_id: str) -> str | None:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        row = con.execute(
+            "select email from marts.customers where customer_id = ?", [customer_id]
+        ).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
 def print_summary(data: DemoData, summary: dict[str, object], db_path: Path, took: float) -> None:
     people = data.people.height
     anonymous = data.tables["events.events"]["_person_id"].max() - people
@@ -168,31 +179,44 @@ def print_summary(data: DemoData, summary: dict[str, object], db_path: Path, too
     print(f"  people generated      {people} known + {anonymous} anonymous-only visitors")
     print(f"  source records        {data.n_records} across {len(data.tables)} streams")
     for table, count in summary["raw_records"]:
-        print(f"    {table:<28} {count}")
+        print(f"    {table:<32} {count}")
     print(f"  quarantined records   {summary['quarantined']}")
     print(f"  customers resolved    {summary['customers']} ({summary['identifiers']} identifiers)")
     print("  segments")
     for segment, count in summary["segments"]:
-        print(f"    {segment:<28} {count} members")
+        print(f"    {segment:<32} {count} members")
     print("  syncs (last run)")
     for name, status, added, changed, removed, failed in summary["syncs"]:
-        print(f"    {name:<28} {status}: +{added} ~{changed} -{removed} failed={failed}")
+        print(f"    {name:<32} {status}: +{added} ~{changed} -{removed} failed={failed}")
     print(f"  warehouse             {db_path}")
     print("  open the UI           make ui  (then http://127.0.0.1:3000)")
-    print("  look someone up       .venv/bin/cdp profile <email>")
 
 
 def run_demo(
-    people: int = 2000, seed: int = 42, fault_rate: float = 0.0, keep_serving: bool = False
+    people: int = 2000,
+    seed: int = 42,
+    fault_rate: float = 0.0,
+    keep_serving: bool = False,
+    verbose: bool = False,
 ) -> int:
     from orchestration.runner import run_all
 
     settings.export_env()
     db_path = settings.duckdb_path()
+    # the fakes start empty, so the warehouse must too: otherwise the syncs' remembered state
+    # would say every row was already sent to destinations that have never seen it
+    # (and the trigger log, whose per-customer rate limit would silence a rerun's alert)
+    from orchestration.serve import config as serve_config
+
+    for stale in (db_path, db_path.with_name(db_path.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    for folder in (serve_config.snapshot_dir(), serve_config.firings_dir()):
+        shutil.rmtree(folder, ignore_errors=True)
     started = time.perf_counter()
     with demo_stack(people=people, seed=seed, fault_rate=fault_rate) as stack:
         print(f"fake APIs up: {', '.join(f'{k}={v.url}' for k, v in stack.servers.items())}")
-        result = run_all()
+        print(f"generated {people} people; ingest -> dbt build -> syncs through Dagster ...")
+        result = run_all(log_level="INFO" if verbose else "WARNING")
         if not result.success:
             print(f"the run failed: {getattr(result, 'failure', '')}")
             return 1
@@ -203,6 +227,9 @@ def run_demo(
 
         pricing = run_pricing_demo(db_path, stack.workdir)
         print(pricing.describe())
+        example = _email_of(db_path, pricing.high_value["customer_id"])
+        if example:
+            print(f"  look them up          .venv/bin/cdp profile {example}")
         if not pricing.ok:
             print("the pricing-page trigger did not fire as expected")
             return 1
