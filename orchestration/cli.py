@@ -87,7 +87,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     results = ingest(sources=args.sources or None)
     for r in results:
         print(
-            f"{r.source}.{r.stream:<12} {r.status:<8} read={r.rows_read} loaded={r.rows_loaded} "
+            f"{r.source + '.' + r.stream:<20} {r.status:<8} read={r.rows_read} loaded={r.rows_loaded} "
             f"quarantined={r.rows_quarantined} pages={r.pages} retries={r.retries} "
             f"{r.duration_s:.2f}s {r.message or ''}".rstrip()
         )
@@ -191,7 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("connectors").setLevel(logging.INFO)
     settings.export_env()
-    return HANDLERS[args.command](args)
+    try:
+        return HANDLERS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        # a user-facing command reports what went wrong in one line; -v shows the traceback
+        print(f"cdp {args.command}: {exc}", file=sys.stderr)
+        print("(run `cdp -v ...` for the full traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
