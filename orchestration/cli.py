@@ -88,7 +88,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     for r in results:
         print(
             f"{r.source + '.' + r.stream:<20} {r.status:<8} read={r.rows_read} "
-            f"loaded={r.rows_loaded} quarantined={r.rows_quarantined} pages={r.pages} retries={r.retries} "
+            f"loaded={r.rows_loaded} quarantined={r.rows_quarantined} "
+            f"pages={r.pages} retries={r.retries} "
             f"{r.duration_s:.2f}s {r.message or ''}".rstrip()
         )
     return 1 if any(r.status == "failed" for r in results) else 0
