@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("sources", nargs="*", metavar="SOURCE")
 
     build = sub.add_parser("build", help=COMMANDS["build"])
-    build.add_argument("--select", default=None, help="dbt selection (default: everything)")
+    build.add_argument(
+        "--select", default=None, help="a dbt selection, run with plain dbt (default: everything)"
+    )
 
     sync = sub.add_parser("sync", help=COMMANDS["sync"])
     sync.add_argument("names", nargs="*", metavar="NAME")
@@ -96,9 +98,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from orchestration.dbt_cli import dbt_build
+    if args.select:  # an analyst's dbt selection: plain dbt, no Dagster run
+        from orchestration.dbt_cli import dbt_build
 
-    return dbt_build(select=args.select)
+        return dbt_build(select=args.select)
+    from orchestration.runner import DBT_SELECTION, run_all
+
+    # through Dagster, so the run shows in the UI and the serving snapshot follows the build
+    summary = run_all(
+        f'{DBT_SELECTION} or key:"serving/profile_snapshot"',
+        log_level="DEBUG" if args.verbose else "WARNING",
+    )
+    print(summary.describe())
+    return 0 if summary.success else 1
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
