@@ -33,3 +33,17 @@ def test_console_script_help_lists_commands() -> None:
     out = subprocess.run([str(cdp), "--help"], capture_output=True, text=True, check=True).stdout
     for command in DESIGN_COMMANDS:
         assert command in out
+
+
+def test_errors_are_one_line_without_traceback(tmp_path) -> None:
+    import os
+
+    cdp = Path(sys.executable).parent / "cdp"
+    env = {**os.environ, "CDP_PROJECT_ROOT": str(tmp_path), "CDP_DUCKDB_PATH": ""}
+    env.pop("CDP_DUCKDB_PATH")
+    proc = subprocess.run(
+        [str(cdp), "profile", "nobody@example.com"], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("cdp profile: ")
+    assert "Traceback" not in proc.stderr
