@@ -152,3 +152,39 @@ def test_profile_snapshot_exported_after_the_build(graph_run) -> None:
         marts_rows = con.execute(f"select count(*) from marts.{table}").fetchone()[0]
         assert meta[f"rows_{table}"] == marts_rows, table
     con.close()
+
+
+def test_people_resolve_to_customers_as_the_truth_says(graph_run) -> None:
+    """Each product user is one customer, and no customer holds two different true people."""
+    import polars as pl
+
+    from orchestration.demo.generator import TRUTH_COLUMN
+
+    stack, db, _, _ = graph_run
+    con = _con(db)
+    got = pl.from_arrow(
+        con.sql(
+            "select id_value as user_id, customer_id from marts.customer_identifiers "
+            "where id_type = 'user_id'"
+        ).to_arrow_table()
+    )
+    con.close()
+    users = stack.data.tables["app.users"].select(
+        pl.col("id").cast(pl.Utf8).alias("user_id"), TRUTH_COLUMN
+    )
+    joined = users.join(got, on="user_id", how="left")
+    assert joined["customer_id"].null_count() == 0
+    per_customer = joined.group_by("customer_id").agg(pl.col(TRUTH_COLUMN).n_unique().alias("n"))
+    assert per_customer["n"].max() == 1
+    assert joined["customer_id"].n_unique() == joined[TRUTH_COLUMN].n_unique()
+
+
+def test_demo_summary_shows_segments_and_syncs(graph_run) -> None:
+    from orchestration.demo.run import summarize
+
+    _, db, _, _ = graph_run
+    summary = summarize(db)
+    assert summary["customers"] > 0 and summary["quarantined"] == 0
+    assert summary["segments"] and all(count > 0 for _, count in summary["segments"])
+    assert {name for name, *_ in summary["syncs"]} == {s.name for s in declared_syncs()}
+    assert all(status == "success" for _, status, *_ in summary["syncs"])
