@@ -9,6 +9,7 @@ says so.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,13 +55,17 @@ def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> boo
 
 
 def record_key_types(models_dir: Path | None = None) -> dict[str, str]:
+    return dict(_record_key_types(models_dir or settings.dbt_project_dir() / "models"))
+
+
+@functools.lru_cache(maxsize=4)
+def _record_key_types(models_dir: Path) -> tuple[tuple[str, str], ...]:
     """``record_model -> id type of its record key`` from the staging models' identity meta.
 
     The meta is where identity reads which column is a record's key; a key column that is also
     one of the model's identifiers has that identifier's type, any other (``message_id``) is
     typed by its own name.
     """
-    models_dir = models_dir or settings.dbt_project_dir() / "models"
     found: dict[str, str] = {}
     for path in sorted(models_dir.rglob("*.yml")):
         try:
@@ -77,7 +82,7 @@ def record_key_types(models_dir: Path | None = None) -> dict[str, str]:
             key = meta["record_key"]
             types = {i.get("column"): i.get("type") for i in meta.get("identifiers") or []}
             found[model["name"]] = types.get(key) or key
-    return found
+    return tuple(sorted(found.items()))
 
 
 def unclaimed(

@@ -219,42 +219,58 @@ class Scanner:
         return f"{q(schema)}.{q(name)}"
 
     def _cells_sql(self, table: str) -> str | None:
-        """A union of ``(rid, k, v)``: every text-bearing cell of the table."""
+        """CTEs ending in ``cells(rid, k, v)``: every text-bearing cell of the rows that could
+        hold a target (one cheap test per row on all its text first, then per cell)."""
         ref = self._ref(table)
-        parts = []
+        exprs = []
         for column, dtype in self._columns(table):
             upper = dtype.upper()
-            col = f"t.{q(column)}"
             if upper == "VARCHAR":
-                expr = col
+                template = "{}"
             elif upper in _INTEGER_TYPES:
-                expr = f"cast({col} as varchar)"
+                template = "cast({} as varchar)"
             elif upper.startswith(_NESTED_PREFIXES) or upper.endswith("]"):
-                expr = f"cast(to_json({col}) as varchar)"
+                template = "cast(to_json({}) as varchar)"
             else:
                 continue
-            parts.append(
-                f"select t.rowid as rid, {_lit(column)} as k, {expr} as v "
-                f"from {ref} as t where {col} is not null"
-            )
-        return "\nunion all\n".join(parts) if parts else None
+            exprs.append((column, template))
+        if not exprs:
+            return None
+        whole = (
+            "concat_ws(chr(31), "
+            + ", ".join(template.format(f"t.{q(c)}") for c, template in exprs)
+            + ")"
+        )
+        parts = [
+            f"select r._forget_rid as rid, {_lit(c)} as k, {template.format(f'r.{q(c)}')} as v "
+            f"from rows as r where r.{q(c)} is not null"
+            for c, template in exprs
+        ]
+        return (
+            f"rows as materialized (select t.rowid as _forget_rid, t.* from {ref} as t "
+            f"where {self._prefilter(whole)}),\n"
+            "cells as (" + "\nunion all\n".join(parts) + ")"
+        )
 
     def _prefilter(self, text: str) -> str:
         """A cheap test that is true for every text holding a target (and some others).
 
-        Emails and ids appear verbatim (emails in any case); a phone in any format keeps its
-        last seven digits together once the non-digits are dropped.
+        Emails and ids appear verbatim (emails in any case); a phone in any format keeps the
+        digits of its national number in order with at most a few separators between them (ten
+        digits in North America; elsewhere the last eight, as trunk prefixes vary).
         """
         terms = []
         needles = sorted({*self.target.emails, *(v.lower() for _, v in self.target.typed_ids)})
         if needles:
-            alternation = "|".join(re.escape(n) for n in needles)
+            # a number counts only whole: 1004 is in many timestamps and amounts, not as 1004
+            alternation = "|".join(
+                rf"(?:^|\D){re.escape(n)}(?:\D|$)" if n.isdigit() else re.escape(n) for n in needles
+            )
             terms.append(f"regexp_matches(lower({text}), {_lit(alternation)})")
         if self.target.phones:
-            tails = "|".join(sorted({p[-7:] for p in self.target.phones}))
-            terms.append(
-                f"regexp_matches(regexp_replace({text}, '[^0-9]', '', 'g'), {_lit(tails)})"
-            )
+            tails = sorted({p[-10:] if p.startswith("+1") else p[-8:] for p in self.target.phones})
+            spaced = "|".join(r"\D{0,3}".join(tail) for tail in tails)
+            terms.append(f"regexp_matches({text}, {_lit(spaced)})")
         return " or ".join(terms) or "false"
 
     def matching_rowids_sql(self, table: str, keys_of: str | None = None) -> str | None:
@@ -328,7 +344,7 @@ class Scanner:
         # only cells that could hold a target are kept, and only their JSON is taken apart
         is_json = "left(ltrim(c.v), 1) in ('{', '[') and json_valid(c.v)"
         return (
-            f"with cells as ({cells}),\n"
+            f"with {cells},\n"
             f"texts as materialized (select * from cells as c where {self._prefilter('c.v')}),\n"
             "leaves as (select c.rid, j.key as k, j.atom ->> '$' as v from texts as c, "
             f"json_tree(case when {is_json} then c.v else '[]' end) as j "
