@@ -146,7 +146,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
 
     receipt = forget(args.identifier, destinations=not args.no_destinations)
     print(receipt.describe() if hasattr(receipt, "describe") else receipt)
-    return 0
+    return 0 if getattr(receipt, "ok", True) else 1
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
