@@ -15,6 +15,9 @@ from dagster import (
     op,
 )
 
+from orchestration import settings
+from orchestration.defs.config import writer_pool
+from orchestration.defs.resources import file_lock, lock_path
 from orchestration.privacy.deletion_requests import process_deletion_requests
 from orchestration.privacy.retention import apply_retention
 
@@ -26,9 +29,18 @@ class DeletionRequestsConfig(Config):
     destinations: bool = True
 
 
-@op(description="Forget every pending person of ops.deletion_requests (and request files).")
+def _writer_lock():
+    """The warehouse's writer lock, as the ingest, dbt and sync steps hold it."""
+    return file_lock(lock_path(settings.duckdb_path()), exclusive=True)
+
+
+@op(
+    description="Forget every pending person of ops.deletion_requests (and request files).",
+    pool=writer_pool(),
+)
 def process_deletion_requests_op(context: OpExecutionContext, config: DeletionRequestsConfig):
-    receipts = process_deletion_requests(files=config.files, destinations=config.destinations)
+    with _writer_lock():
+        receipts = process_deletion_requests(files=config.files, destinations=config.destinations)
     failed = [r.request_id for r in receipts if not r.ok]
     context.add_output_metadata(
         {"requests": len(receipts), "incomplete": len(failed), "request_ids": ", ".join(failed)}
@@ -38,9 +50,13 @@ def process_deletion_requests_op(context: OpExecutionContext, config: DeletionRe
     return len(receipts)
 
 
-@op(description="Delete raw rows older than their source's retention period (retention.yml).")
+@op(
+    description="Delete raw rows older than their source's retention period (retention.yml).",
+    pool=writer_pool(),
+)
 def apply_retention_op(context: OpExecutionContext):
-    results = apply_retention()
+    with _writer_lock():
+        results = apply_retention()
     context.add_output_metadata(
         {r.table: r.rows_deleted for r in results} | {"tables": len(results)}
     )
