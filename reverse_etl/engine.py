@@ -195,10 +195,13 @@ def _build_plan(con: duckdb.DuckDBPyConnection, sync: SyncConfig) -> None:
             "create or replace temp table _state "
             "(row_key varchar, fields_hash varchar, dest_id varchar)"
         )
+    # a row still in the model but gated out (consent withdrawn, suppressed) carries the reason
     remove = (
         """
         union all
-        select 'remove', st.row_key, null, null, st.dest_id from _state st
+        select 'remove', st.row_key, null, null, st.dest_id,
+               (select max(s.skip_reason) from _src s where s.row_key = st.row_key)
+        from _state st
         where not exists (
             select 1 from _src s where s.skip_reason is null and s.row_key = st.row_key
         )"""
@@ -215,7 +218,7 @@ def _build_plan(con: duckdb.DuckDBPyConnection, sync: SyncConfig) -> None:
         create or replace temp table _plan as
         select *, row_number() over (partition by op order by row_key) as rn from (
             select case when {never_acked} then 'add' else 'change' end as op,
-                   s.row_key, s.payload, s.fields_hash, st.dest_id
+                   s.row_key, s.payload, s.fields_hash, st.dest_id, null as reason
             from _src s left join _state st on st.row_key = s.row_key
             where s.skip_reason is null and ({wanted})
             {remove}
@@ -365,7 +368,7 @@ def _batches(con: duckdb.DuckDBPyConnection, op: str, size: int):
     for start in range(1, total + 1, FETCH_CHUNK):
         chunk = (
             con.sql(
-                "select row_key, payload, fields_hash, dest_id from _plan "
+                "select row_key, payload, fields_hash, dest_id, reason from _plan "
                 "where op = ? and rn between ? and ? order by rn",
                 params=[op, start, start + FETCH_CHUNK - 1],
             )
@@ -374,7 +377,7 @@ def _batches(con: duckdb.DuckDBPyConnection, op: str, size: int):
         )
         for i in range(0, len(chunk), size):
             part = chunk[i : i + size]
-            rows = [Row(r["row_key"], r["payload"] or {}, r["dest_id"]) for r in part]
+            rows = [Row(r["row_key"], r["payload"] or {}, r["dest_id"], r["reason"]) for r in part]
             yield rows, {r["row_key"]: r["fields_hash"] for r in part}
 
 

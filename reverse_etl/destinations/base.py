@@ -34,6 +34,7 @@ class Row:
     key: str
     fields: dict[str, Any]
     dest_id: str | None = None
+    reason: str | None = None  # why a removed row left: its gate (no consent, suppressed), or None
 
 
 @dataclass

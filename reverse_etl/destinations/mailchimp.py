@@ -6,6 +6,13 @@ segment, found or created once per run; members are added to and, in mirror mode
 it with ``POST /3.0/lists/{list_id}/segments/{segment_id}``. Without a tag, mirror mode archives
 leavers. The address sent is kept as the row's ``dest_id``.
 
+Consent-gated syncs (a ``purpose``): untagging alone would leave a member who withdrew consent
+``subscribed``, so the newsletter could still reach them. A row removed because its gate closed
+(consent withdrawn, or suppressed) is also set ``unsubscribed`` through the batch endpoint (which
+Mailchimp documents as "batch subscribe or unsubscribe"); a member who merely left the segment
+keeps the subscription. A row the sync sends anew (no ``dest_id``) is sent ``status: subscribed``,
+so a customer who gives consent again is subscribed again.
+
 Field mapping: ``email`` (or ``email_address``) is the address, every other destination field is
 a merge tag (``FNAME``, ``LNAME``, ...). Requests go one at a time, well within Mailchimp's 10
 simultaneous connections.
@@ -62,6 +69,23 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
 
 
+def _member_errors(body: dict[str, Any]) -> dict[str, str]:
+    """Batch subscribe's per-member ``errors``: lower-cased address -> message."""
+    return {
+        str(e.get("email_address", "")).strip().lower(): str(e.get("error"))
+        for e in body.get("errors") or []
+    }
+
+
+def _segment_errors(body: dict[str, Any]) -> dict[str, str]:
+    """A segment change's ``errors`` (addresses that are not list members): address -> message."""
+    return {
+        e.strip().lower(): str(err.get("error"))
+        for err in body.get("errors") or []
+        for e in err.get("email_addresses") or []
+    }
+
+
 @register
 class MailchimpDestination(HttpDestination):
     kind: ClassVar[str] = "mailchimp"
@@ -91,7 +115,9 @@ class MailchimpDestination(HttpDestination):
     def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
         has_tag = bool(sync.options.get("tag"))
         if action == "remove":
-            return 1 if has_tag else min(sync.batch_size or cls.max_batch_size, cls.max_batch_size)
+            if not has_tag:
+                return min(sync.batch_size or cls.max_batch_size, cls.max_batch_size)
+            return 2 if sync.purpose else 1  # at most: untag, then unsubscribe the withdrawn
         return 2 if has_tag else 1
 
     def _find(self, path: str, key: str, name: str) -> dict[str, Any] | None:
@@ -130,11 +156,15 @@ class MailchimpDestination(HttpDestination):
     def _member(self, row: Row) -> dict[str, Any]:
         email = next((row.fields[f] for f in EMAIL_FIELDS if f in row.fields), row.key)
         merge = {k: jsonable(v) for k, v in row.fields.items() if k not in EMAIL_FIELDS}
-        return {
+        member = {
             "email_address": email,
             "status_if_new": self.status_if_new,
             "merge_fields": {k: "" if v is None else v for k, v in merge.items()},
         }
+        if self.sync.purpose and row.dest_id is None:
+            # new to this sync, consent granted: undo an unsubscribe a withdrawal made earlier
+            member["status"] = self.status_if_new
+        return member
 
     def write(self, action: str, rows: list[Row]) -> list[Outcome]:
         if action == "remove":
@@ -150,10 +180,7 @@ class MailchimpDestination(HttpDestination):
             if exc.status == 400:
                 raise BatchRejected(exc.message) from exc
             raise
-        errors = {
-            str(e.get("email_address", "")).strip().lower(): str(e.get("error"))
-            for e in body.get("errors") or []
-        }
+        errors = _member_errors(body)
         outcomes = []
         for r, m in zip(rows, members, strict=True):
             email = str(m["email_address"]).strip().lower()
@@ -174,11 +201,7 @@ class MailchimpDestination(HttpDestination):
             f"/3.0/lists/{self.list_id}/segments/{self.segment_id}",
             json={"members_to_add": emails},
         ).json()
-        refused = {
-            e.strip().lower(): str(err.get("error"))
-            for err in body.get("errors") or []
-            for e in err.get("email_addresses") or []
-        }
+        refused = _segment_errors(body)
         result = []
         for o, m in zip(outcomes, members, strict=True):
             email = str(m["email_address"]).strip().lower()
@@ -189,14 +212,46 @@ class MailchimpDestination(HttpDestination):
         # the state keeps the address sent (the identity key may be another column)
         emails = [r.dest_id or r.key for r in rows]
         if self.segment_id is not None:
-            self.client.request(
+            body = self.client.request(
                 "POST",
                 f"/3.0/lists/{self.list_id}/segments/{self.segment_id}",
                 json={"members_to_remove": emails},
-            )
+            ).json()
             # "not a list member" on removal means it is already gone: the removal holds
-            return [Outcome(r.key, True) for r in rows]
+            gone = set(_segment_errors(body))
+            outcomes = [Outcome(r.key, True) for r in rows]
+            if self.sync.purpose:
+                outcomes = self._unsubscribe(rows, emails, gone, outcomes)
+            return outcomes
         for email in emails:
             path = f"/3.0/lists/{self.list_id}/members/{subscriber_hash(email)}"
             self.client.request("DELETE", path, ok=(404,))
         return [Outcome(r.key, True) for r in rows]
+
+    def _unsubscribe(
+        self, rows: list[Row], emails: list[str], gone: set[str], outcomes: list[Outcome]
+    ) -> list[Outcome]:
+        """Set ``unsubscribed`` the members whose consent was withdrawn or who are suppressed.
+
+        Members Mailchimp just said are not on the list are left alone: the batch endpoint
+        would create them, and a forgotten person must not come back.
+        """
+        withdrawn = [
+            (r, e)
+            for r, e in zip(rows, emails, strict=True)
+            if r.reason and e.strip().lower() not in gone
+        ]
+        if not withdrawn:
+            return outcomes
+        members = [{"email_address": e, "status": "unsubscribed"} for _, e in withdrawn]
+        body = self.client.request(
+            "POST",
+            f"/3.0/lists/{self.list_id}",
+            json={"members": members, "update_existing": True},
+        ).json()
+        errors = _member_errors(body)
+        failed = {
+            r.key: errors[e.strip().lower()] for r, e in withdrawn if e.strip().lower() in errors
+        }
+        # a row that failed stays in the state, so the next run unsubscribes it again
+        return [Outcome(o.key, False, failed[o.key]) if o.key in failed else o for o in outcomes]

@@ -239,7 +239,8 @@ class MailchimpFake(FakeServer):
                 updated.append(member)
             member["merge_fields"].update(item.get("merge_fields") or {})
             member["last_changed"] = _now()
-            self.write_log.append((time.time(), "subscribe", member["email_address"]))
+            op = "unsubscribe" if item.get("status") == "unsubscribed" else "subscribe"
+            self.write_log.append((time.time(), op, member["email_address"]))
         return Response(
             200,
             {
