@@ -226,30 +226,8 @@ def accuracy_run(n_people: int, workdir: Path) -> Accuracy:
 
 
 def append_raw(db_path: Path, data: DemoData) -> dict[str, int]:
-    """Insert the frames' records into the existing raw tables as a new load (a later _loaded_at),
-    as a connector's incremental run does; the records already there keep theirs."""
-    batch_id = f"increment-{time.time_ns()}"
-    counts = {}
-    con = duckdb.connect(str(db_path))
-    try:
-        for name in data.tables:
-            source, stream = name.split(".")
-            frame = data.source(name).with_columns(pl.col(pl.Datetime).dt.replace_time_zone(None))
-            con.register("_frame", frame.to_arrow())
-            con.execute(
-                f"""
-                insert into raw_{source}.{stream} by name
-                select f.*, to_json(f)::varchar as _record,
-                       cast(now() at time zone 'UTC' as timestamp) as _loaded_at,
-                       '{batch_id}' as _batch_id
-                from _frame as f
-                """
-            )
-            con.unregister("_frame")
-            counts[name] = frame.height
-    finally:
-        con.close()
-    return counts
+    """Insert the frames' records into the existing raw tables as a later load."""
+    return load_raw(db_path, data, append=True)
 
 
 def split_for_increment(data: DemoData, share: float, seed: int = 3) -> tuple[DemoData, DemoData]:

@@ -18,10 +18,16 @@ from orchestration.demo.generator import DemoData
 
 
 def load_raw(
-    db_path: str | Path, data: DemoData, tables: list[str] | None = None
+    db_path: str | Path, data: DemoData, tables: list[str] | None = None, append: bool = False
 ) -> dict[str, int]:
-    """Replace the raw tables with the generator's records; returns rows per table."""
-    batch_id = f"demo-{uuid.uuid4().hex[:12]}"
+    """Replace the raw tables with the generator's records; returns rows per table.
+
+    With ``append`` the records are inserted into the existing tables as a new load (a later
+    ``_loaded_at``, a new ``_batch_id``), as a connector's incremental run does; the records
+    already there keep theirs. Incremental identity tests and benchmarks use it.
+    """
+    batch_id = f"{'increment' if append else 'demo'}-{uuid.uuid4().hex[:12]}"
+    statement = "insert into {table} by name" if append else "create or replace table {table} as"
     counts: dict[str, int] = {}
     con = duckdb.connect(str(db_path))
     try:
@@ -32,9 +38,10 @@ def load_raw(
             arrow = frame.to_arrow()
             con.execute(f"create schema if not exists raw_{source}")
             con.register("_frame", arrow)
+            into = statement.format(table=f"raw_{source}.{stream}")
             con.execute(
                 f"""
-                create or replace table raw_{source}.{stream} as
+                {into}
                 select f.*, to_json(f)::varchar as _record,
                        cast(now() at time zone 'UTC' as timestamp) as _loaded_at,
                        '{batch_id}' as _batch_id
