@@ -17,8 +17,6 @@ import json
 import os
 import re
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from orchestration.dbt_cli import dbt_on
 from orchestration.demo.generator import TRUTH_COLUMN, DemoData, generate
 from orchestration.demo.warehouse import load_raw
 from orchestration.identity_explain import IDENTITY_SELECT
@@ -59,33 +58,15 @@ class Accuracy:
 
 def run_dbt(db_path: Path, *args: str) -> dict:
     """Run dbt on ``db_path`` (target and logs beside it); returns run_results.json."""
-    target = db_path.parent / "dbt_target"
-    env = {**os.environ, "CDP_DUCKDB_PATH": str(db_path), "CDP_DBT_TARGET": "ci"}
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dbt"),
-            *args,
-            "--project-dir",
-            str(REPO_ROOT / "dbt_project"),
-            "--profiles-dir",
-            str(REPO_ROOT),
-            "--target-path",
-            str(target),
-            "--log-path",
-            str(db_path.parent / "dbt_logs"),
-        ],
-        cwd=REPO_ROOT / "dbt_project",
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{proc.stdout[-5000:]}{proc.stderr}")
-    return json.loads((target / "run_results.json").read_text())
+    dbt_on(db_path, *args, project_dir=REPO_ROOT / "dbt_project")
+    return json.loads((db_path.parent / "dbt_target" / "run_results.json").read_text())
 
 
-def build_identity(db_path: Path, *extra: str, tests: bool = False) -> dict:
-    """Build the identity models (and the seed and staging they read), with or without tests."""
+def build_identity(
+    db_path: Path, *extra: str, tests: bool = False, dbt_vars: dict | None = None
+) -> dict:
+    """Build the identity models (and the seed and staging they read), with or without tests;
+    ``cdp_as_of`` pinned. Returns dbt's run_results."""
     skip_tests = [] if tests else ["--exclude-resource-type", "test", "unit_test"]
     return run_dbt(
         db_path,
@@ -96,7 +77,7 @@ def build_identity(db_path: Path, *extra: str, tests: bool = False) -> dict:
         "--indirect-selection",
         "cautious",
         "--vars",
-        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
+        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d"), **(dbt_vars or {})}),
         *extra,
     )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from orchestration.demo.fakes.base import FakeServer
 from orchestration.demo.fakes.hubspot_write import HubSpotWriteMixin
+from orchestration.settings import temporary_environ
 from reverse_etl.config import SyncConfig
 from reverse_etl.engine import _build_source, run_sync
 from reverse_etl.state import connect, ensure_tables
@@ -170,18 +171,13 @@ def bench_big_diff(work: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sync_") as tmp:
         work = Path(tmp)
-        saved = {k: os.environ.get(k) for k in ("HUBSPOT_BASE_URL", "HUBSPOT_ACCESS_TOKEN")}
-        try:
+        # the benchmarks point HubSpot at their own fakes; the caller's settings come back after
+        keep = {k: os.environ.get(k) for k in ("HUBSPOT_BASE_URL", "HUBSPOT_ACCESS_TOKEN")}
+        with temporary_environ(**keep):
             bench_diff_only(work)
             bench_big_diff(work)
             bench_concurrency(work)
             bench_throughput(work)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ so a user who sets ``CDP_DUCKDB_PATH`` once gets the same warehouse everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +47,23 @@ def export_env() -> None:
     os.environ["CDP_PROJECT_ROOT"] = str(project_root())
     os.environ["CDP_DUCKDB_PATH"] = str(duckdb_path())
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def temporary_environ(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) variables for the duration of the block, then restore them:
+    in-process runs and benchmarks must not change the environment of whoever started them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -7,13 +7,12 @@ in parallel (pytest-xdist) without sharing state.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from orchestration.dbt_cli import dbt_on
 from orchestration.demo.generator import DemoData, generate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,30 +23,10 @@ def run_dbt(
     db_path: Path, *args: str, project_dir: Path | None = None
 ) -> subprocess.CompletedProcess:
     """Run the venv's dbt against ``db_path``; fails the test with dbt's output on error."""
-    project_dir = project_dir or REPO_ROOT / "dbt_project"
-    env = {**os.environ, "CDP_DUCKDB_PATH": str(db_path), "CDP_DBT_TARGET": "ci"}
-    dbt = str(Path(sys.executable).parent / "dbt")
-    proc = subprocess.run(
-        [
-            dbt,
-            *args,
-            "--project-dir",
-            str(project_dir),
-            "--profiles-dir",
-            str(REPO_ROOT),
-            "--target-path",
-            str(Path(db_path).parent / "dbt_target"),
-            "--log-path",
-            str(Path(db_path).parent / "dbt_logs"),
-        ],
-        cwd=project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"dbt {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
-    return proc
+    try:
+        return dbt_on(db_path, *args, project_dir=project_dir or REPO_ROOT / "dbt_project")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ Row counts and column schemas are read after ``dbt build`` exits: dagster-dbt's 
 query while dbt still runs, which on DuckDB collides with dbt's write lock.
 """
 
-import contextlib
 import json
 import logging
 import os
@@ -210,7 +209,9 @@ def dbt_models(
         # all built ("buildable"): a relationships test between a selected and an unselected
         # model would otherwise read a table that may not exist
         indirect = os.environ.get("DBT_INDIRECT_SELECTION") or "buildable"
-        with _environ(CDP_DUCKDB_PATH=str(db_path), DBT_INDIRECT_SELECTION=indirect):
+        with settings.temporary_environ(
+            CDP_DUCKDB_PATH=str(db_path), DBT_INDIRECT_SELECTION=indirect
+        ):
             invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         events = list(invocation.stream())
         if not invocation.is_successful():
@@ -222,19 +223,3 @@ def dbt_models(
             )
         yield from _with_table_metadata(context, events, db_path)
     shutil.rmtree(invocation.target_path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set variables while dbt's process is spawned (it copies the environment), then restore:
-    an in-process run must not change the environment of the process that started it."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

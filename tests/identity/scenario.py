@@ -7,15 +7,14 @@ that column before anything reaches the warehouse, as it does for generated data
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import polars as pl
 
+from benchmarks.bench_identity import build_identity as bench_build_identity
 from orchestration.demo.generator import TRUTH_COLUMN, DemoData
 from orchestration.demo.warehouse import load_raw
-from orchestration.identity_explain import IDENTITY_SELECT
-from tests.conftest import AS_OF, run_dbt
+from tests.conftest import AS_OF
 
 TS = pl.Datetime("us", "UTC")
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
@@ -115,15 +114,6 @@ def build(db_path: Path, rows: dict[str, list[dict]], *extra: str) -> None:
 
 
 def build_identity(db_path: Path, *extra: str, dbt_vars: dict | None = None) -> None:
-    """dbt build of identity resolution on ``db_path``, AS_OF pinned."""
-    run_dbt(
-        db_path,
-        "build",
-        "--select",
-        IDENTITY_SELECT,
-        "--indirect-selection",
-        "cautious",
-        "--vars",
-        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d"), **(dbt_vars or {})}),
-        *extra,
-    )
+    """dbt build of identity resolution on ``db_path`` (data and unit tests included), AS_OF
+    pinned: the benchmark's build, so tests and figures come from the same command."""
+    bench_build_identity(db_path, *extra, tests=True, dbt_vars=dbt_vars)
