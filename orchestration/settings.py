@@ -49,21 +49,21 @@ def export_env() -> None:
     duckdb_path().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _apply_environ(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def temporary_environ(**values: str | None) -> Iterator[None]:
     """Set (or, with None, unset) variables for the duration of the block, then restore them:
     in-process runs and benchmarks must not change the environment of whoever started them."""
     saved = {key: os.environ.get(key) for key in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _apply_environ(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _apply_environ(saved)
