@@ -9,6 +9,8 @@ from connectors.base import Connector
 from connectors.events import EventsConnector
 from connectors.files import FilesConnector
 from connectors.hubspot import HubSpotConnector
+from connectors.klaviyo import KlaviyoConnector
+from connectors.mailchimp import MailchimpConnector
 from connectors.stripe import StripeConnector
 from connectors.zendesk import ZendeskConnector
 
@@ -23,6 +25,8 @@ SOURCES: dict[str, type[Connector]] = {
         EventsConnector,
         AppConnector,
         FilesConnector,
+        MailchimpConnector,
+        KlaviyoConnector,
     )
 }
 

@@ -51,7 +51,13 @@ def batch_rows() -> int:
     return int(env("CDP_INGEST_BATCH_ROWS") or 5000)
 
 
-SECRET_VARS = ("HUBSPOT_ACCESS_TOKEN", "STRIPE_API_KEY", "ZENDESK_API_TOKEN")
+SECRET_VARS = (
+    "HUBSPOT_ACCESS_TOKEN",
+    "STRIPE_API_KEY",
+    "ZENDESK_API_TOKEN",
+    "MAILCHIMP_API_KEY",
+    "KLAVIYO_API_KEY",
+)
 
 
 def mask_secrets(text: str) -> str:

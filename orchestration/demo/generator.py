@@ -15,6 +15,7 @@ Generation is vectorized (numpy + polars) so a million people take seconds, not 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -402,12 +403,125 @@ def generate(n_people: int = 1000, seed: int = 42, as_of: dt.datetime | None = N
     )
 
     tables["events.events"] = _events(rng, as_of, app, app_user_ids, n)
+    tables.update(_email_tools(seed, as_of, people, person_to_user))
     people = people.drop("domain", "work_domain", "signup_ago").with_columns(
         user_id=pl.Series(
             [person_to_user.get(p) for p in people[TRUTH_COLUMN].to_list()], dtype=pl.Int64
         )
     )
     return DemoData(seed=seed, as_of=as_of, people=people, tables=tables)
+
+
+MAILCHIMP_LIST_ID = "5e1ec7ed00"  # the demo's newsletter audience (Mailchimp list ids are hex)
+UNSUBSCRIBE_REASONS = np.array(
+    ["No longer interested", "Too many emails", "Did not sign up for list", "Other"]
+)
+
+
+def _email_tools(
+    seed: int, as_of: dt.datetime, people: pl.DataFrame, person_to_user: dict[int, int]
+) -> dict[str, pl.DataFrame]:
+    """Newsletter members (Mailchimp) and email profiles (Klaviyo), with consent status.
+
+    People who consented subscribed through a form; about 8% of them unsubscribed in the
+    email tool in the last four weeks (clicked "unsubscribe", with a reason), after their
+    consent in the product, so the email tool's withdrawal is the newest decision. People who
+    never consented are there for receipts only (``transactional``, ``NEVER_SUBSCRIBED``);
+    a few addresses bounced (``cleaned``). A separate random stream keeps every other table
+    exactly as it was before these two existed.
+    """
+    rng = np.random.default_rng([seed, 0xE3A1])
+    four_weeks = 28 * 86400
+    tables = {}
+
+    # -- Mailchimp: members of one audience -------------------------------------------------
+    mc = people.filter(pl.Series(rng.random(people.height) < 0.4))
+    m = mc.height
+    consent = mc["email_consent"].to_numpy()
+    roll = rng.random(m)
+    status = np.where(
+        consent,
+        np.where(roll < 0.08, "unsubscribed", np.where(roll < 0.11, "cleaned", "subscribed")),
+        np.where(roll < 0.1, "cleaned", "transactional"),
+    )
+    signup_ago = mc["signup_ago"].to_numpy()
+    opt_ago = (signup_ago * rng.uniform(0.3, 0.9, m)).astype(np.int64) + 60
+    changed_ago = np.where(
+        status == "unsubscribed",
+        rng.integers(3600, four_weeks, m),
+        (opt_ago * rng.uniform(0.5, 1.0, m)).astype(np.int64),
+    )
+    email = _email_variant(rng, mc["email"], 0.1).str.strip_chars()
+    hashes = email.str.to_lowercase().map_elements(
+        lambda e: hashlib.md5(e.encode()).hexdigest(), return_dtype=pl.Utf8
+    )
+    source = _pick(
+        rng, np.array(["Hosted Signup Form", "Import", "API - Generic"]), m, [0.75, 0.2, 0.05]
+    )
+    tables["mailchimp.members"] = pl.DataFrame(
+        {
+            "member_key": f"{MAILCHIMP_LIST_ID}:" + hashes,
+            "id": hashes,
+            "email_address": email,
+            "status": status,
+            "list_id": np.full(m, MAILCHIMP_LIST_ID),
+            "fname": mc["first_name"],
+            "lname": mc["last_name"],
+            # Mailchimp sends an empty merge field or reason as "", not null
+            "phone": _null_where(_phone_variant(rng, mc["phone_digits"]), rng.random(m) < 0.7)
+            .fill_null(""),
+            "source": source,
+            "unsubscribe_reason": _null_where(
+                pl.Series(_pick(rng, UNSUBSCRIBE_REASONS, m)), status != "unsubscribed"
+            ).fill_null(""),
+            "timestamp_opt": _null_where(_ts(as_of, opt_ago), status == "transactional"),
+            "last_changed": _ts(as_of, changed_ago),
+            TRUTH_COLUMN: mc[TRUTH_COLUMN],
+        }
+    )
+
+    # -- Klaviyo: profiles with their email marketing consent -------------------------------
+    kl = people.filter(pl.Series(rng.random(people.height) < 0.35))
+    k = kl.height
+    consent = kl["email_consent"].to_numpy()
+    roll = rng.random(k)
+    state = np.where(
+        consent,
+        np.where(roll < 0.08, "UNSUBSCRIBED", "SUBSCRIBED"),
+        "NEVER_SUBSCRIBED",
+    )
+    created_ago = (kl["signup_ago"].to_numpy() * rng.uniform(0.3, 0.9, k)).astype(np.int64) + 60
+    consent_ago = np.where(
+        state == "UNSUBSCRIBED",
+        rng.integers(3600, four_weeks, k),
+        (created_ago * rng.uniform(0.5, 1.0, k)).astype(np.int64),
+    )
+    method = np.where(
+        state == "SUBSCRIBED",
+        _pick(rng, np.array(["FORM", "PREFERENCE_PAGE", "API"]), k, [0.7, 0.25, 0.05]),
+        "PREFERENCE_PAGE",
+    )
+    users = [person_to_user.get(p) for p in kl[TRUTH_COLUMN].to_list()]
+    external = pl.Series([None if u is None else str(u) for u in users], dtype=pl.Utf8)
+    never = state == "NEVER_SUBSCRIBED"
+    tables["klaviyo.profiles"] = pl.DataFrame(
+        {
+            "id": [f"01{h:024X}" for h in rng.integers(0, 2**62, size=k)],
+            "email": _email_variant(rng, kl["email"], 0.1).str.strip_chars(),
+            "phone_number": _null_where(kl["phone_e164"], rng.random(k) < 0.6),
+            "external_id": _null_where(external, rng.random(k) < 0.5),
+            "first_name": kl["first_name"],
+            "last_name": kl["last_name"],
+            "created": _ts(as_of, created_ago),
+            "updated": _ts(as_of, np.minimum(created_ago, consent_ago)),
+            "email_marketing_consent": state,
+            "email_marketing_consent_timestamp": _null_where(_ts(as_of, consent_ago), never),
+            "email_marketing_method": _null_where(pl.Series(method), never),
+            "email_marketing_custom_method_detail": pl.Series([None] * k, dtype=pl.Utf8),
+            TRUTH_COLUMN: kl[TRUTH_COLUMN],
+        }
+    )
+    return tables
 
 
 def _events(

@@ -9,21 +9,32 @@ whose failures are read from ``/import-errors``; list membership is changed with
 filtered with ``filter=any(email,[...])``; ``POST /api/data-privacy-deletion-jobs`` deletes one.
 Null attributes in a bulk import are ignored, as Klaviyo documents. Throttled requests get 429
 with ``Retry-After``.
+
+Consent: ``POST /api/profile-subscription-bulk-create-jobs`` subscribes profiles to email
+marketing (``custom_source`` is kept as the consent's ``custom_method_detail``, the method is
+``API``) and ``POST /api/profile-subscription-bulk-delete-jobs`` unsubscribes them; both answer
+202 without a body. ``GET /api/profiles`` lists profiles for the source connector: ``sort``
+(``updated``/``-updated``), ``filter=greater-than(updated,...)``, ``page[size]`` at most 100, a
+``links.next`` URL with an opaque keyset cursor (a profile changed mid-listing is never skipped),
+and the ``subscriptions`` attribute only when ``additional-fields[profile]=subscriptions`` asks.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from orchestration.demo.fakes.base import FakeServer, Request, Response, route
+from orchestration.demo.generator import DemoData
 
 IMPORT_LIMIT = 10_000
+SUBSCRIPTION_LIMIT = 1_000
 RELATIONSHIP_LIMIT = 1_000
 PAGE_MAX = 100
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -40,8 +51,34 @@ PROFILE_ATTRIBUTES = {
 }
 
 
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat()
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
+    return _iso(dt.datetime.now(dt.UTC))
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def _marketing(consent: str = "NEVER_SUBSCRIBED", when: str | None = None, **more: Any) -> dict:
+    """A profile's ``subscriptions.email.marketing`` as Klaviyo reports it."""
+    return {
+        "can_receive_email_marketing": consent == "SUBSCRIBED",
+        "consent": consent,
+        "consent_timestamp": when,
+        "last_updated": when,
+        "method": more.get("method"),
+        "method_detail": more.get("method_detail"),
+        "custom_method_detail": more.get("custom_method_detail"),
+        "double_optin": None,
+        "suppression": [{"reason": "UNSUBSCRIBE", "timestamp": when}]
+        if consent == "UNSUBSCRIBED"
+        else [],
+        "list_suppressions": [],
+    }
 
 
 def _error(status: int, code: str, title: str, detail: str, pointer: str | None = None) -> dict:
@@ -80,7 +117,66 @@ class KlaviyoFake(FakeServer):
         self.write_log: list[tuple[float, str, str]] = []
         self._by_email: dict[str, str] = {}
 
+    @classmethod
+    def from_demo(cls, data: DemoData, **kwargs: Any) -> KlaviyoFake:
+        """Profiles of the generator's ``klaviyo.profiles``, with their email consent."""
+        fake = cls(**kwargs)
+        for row in data.source("klaviyo.profiles").iter_rows(named=True):
+            attrs = {
+                k: row[k]
+                for k in ("email", "phone_number", "external_id", "first_name", "last_name")
+                if row[k] is not None
+            }
+            stamp = row["email_marketing_consent_timestamp"]
+            fake.profiles[row["id"]] = {
+                "id": row["id"],
+                "attributes": {
+                    **attrs,
+                    "properties": {},
+                    "created": _iso(row["created"]),
+                    "updated": _iso(row["updated"]),
+                },
+                "marketing": _marketing(
+                    row["email_marketing_consent"],
+                    _iso(stamp) if stamp else None,
+                    method=row["email_marketing_method"],
+                    custom_method_detail=row["email_marketing_custom_method_detail"],
+                ),
+            }
+            fake._by_email[row["email"].strip().lower()] = row["id"]
+        return fake
+
     # -- helpers tests use -------------------------------------------------------------------
+    def profile(self, email: str) -> dict[str, Any] | None:
+        pid = self._by_email.get(email.strip().lower())
+        return self.profiles.get(pid) if pid else None
+
+    def consent(self, email: str) -> str | None:
+        """The profile's email marketing consent (None when there is no such profile)."""
+        profile = self.profile(email)
+        return profile["marketing"]["consent"] if profile else None
+
+    def _set_consent(self, pid: str, consent: str, when: str, **more: Any) -> None:
+        profile = self.profiles[pid]
+        profile["marketing"] = _marketing(consent, when, **more)
+        profile["attributes"]["updated"] = when
+
+    def person_unsubscribes(self, email: str, when: dt.datetime | None = None) -> None:
+        """The person clicks "unsubscribe" (Klaviyo records the preference page)."""
+        with self._lock:
+            pid = self._by_email[email.strip().lower()]
+            stamp = _iso(when or dt.datetime.now(dt.UTC))
+            self._set_consent(pid, "UNSUBSCRIBED", stamp, method="PREFERENCE_PAGE")
+
+    def person_subscribes(self, email: str, when: dt.datetime | None = None) -> None:
+        """The person signs up through a Klaviyo form."""
+        with self._lock:
+            pid = self._by_email.get(email.strip().lower()) or self._upsert(
+                email.strip().lower(), {}, []
+            )
+            stamp = _iso(when or dt.datetime.now(dt.UTC))
+            self._set_consent(pid, "SUBSCRIBED", stamp, method="FORM")
+
     def list_by_name(self, name: str) -> dict[str, Any] | None:
         return next((lst for lst in self.lists.values() if lst["name"] == name), None)
 
@@ -190,20 +286,143 @@ class KlaviyoFake(FakeServer):
         return Response(204)
 
     # -- profiles ----------------------------------------------------------------------------
+    def _profile_view(self, pid: str, subscriptions: bool) -> dict[str, Any]:
+        profile = self.profiles[pid]
+        attrs = dict(profile["attributes"])
+        if subscriptions:
+            attrs["subscriptions"] = {"email": {"marketing": profile["marketing"]}}
+        return {
+            "type": "profile",
+            "id": pid,
+            "attributes": attrs,
+            "links": {"self": f"{self.url}/api/profiles/{pid}/"},
+        }
+
     @route("GET", r"/api/profiles/?")
     def get_profiles(self, request: Request) -> Response:
-        emails = _filter_values(unquote(request.arg("filter") or ""), "email")
-        if emails is not None and len(emails) > PAGE_MAX:
-            return _errors(400, "invalid", "Invalid input.", "At most 100 values in a filter.")
-        if emails is None:
-            pids = list(self.profiles)
-        else:
+        flt = unquote(request.arg("filter") or "")
+        wanted = (request.arg("additional-fields[profile]") or "").split(",")
+        subscriptions = "subscriptions" in wanted
+        emails = _filter_values(flt, "email")
+        if emails is not None:
+            if len(emails) > PAGE_MAX:
+                return _errors(400, "invalid", "Invalid input.", "At most 100 values in a filter.")
             pids = [self._by_email[e] for e in (x.lower() for x in emails) if e in self._by_email]
-        items = [
-            {"type": "profile", "id": pid, "attributes": self.profiles[pid]["attributes"]}
-            for pid in pids
+            items = [self._profile_view(pid, subscriptions) for pid in pids]
+            return self._page(request, items, "/api/profiles")
+        return self._list_profiles(request, flt, subscriptions)
+
+    def _list_profiles(self, request: Request, flt: str, subscriptions: bool) -> Response:
+        """Every profile (or those updated after a time), keyset-paged on the sort order."""
+        size = int(request.arg("page[size]", "20"))
+        if not 1 <= size <= PAGE_MAX:
+            return _errors(400, "invalid", "Invalid input.", f"page[size] must be 1 to {PAGE_MAX}.")
+        after = None
+        if flt:
+            m = re.fullmatch(r"greater-than\(updated,(.+)\)", flt)
+            if m is None:
+                return _errors(400, "invalid", "Invalid input.", f"Unsupported filter {flt!r}.")
+            after = _parse(m.group(1))
+        sort = request.arg("sort") or "id"
+        if sort not in ("id", "updated", "-updated"):
+            return _errors(400, "invalid", "Invalid input.", f"Unsupported sort {sort!r}.")
+
+        def key(pid: str) -> tuple:
+            updated = _parse(self.profiles[pid]["attributes"]["updated"]).timestamp()
+            return (0.0, pid) if sort == "id" else (updated, pid)
+
+        pids = [
+            pid
+            for pid, p in self.profiles.items()
+            if after is None or _parse(p["attributes"]["updated"]) > after
         ]
-        return self._page(request, items, "/api/profiles")
+        pids.sort(key=key, reverse=sort == "-updated")
+        token = request.arg("page[cursor]")
+        if token:
+            last = tuple(json.loads(base64.urlsafe_b64decode(token.encode())))
+            if sort == "-updated":
+                pids = [p for p in pids if key(p) < last]
+            else:
+                pids = [p for p in pids if key(p) > last]
+        page = pids[:size]
+        link = None
+        if len(pids) > size:
+            cursor = base64.urlsafe_b64encode(json.dumps(list(key(page[-1]))).encode()).decode()
+            params = {k: v[0] for k, v in request.query.items() if k != "page[cursor]"}
+            link = f"{self.url}/api/profiles/?{urlencode({**params, 'page[cursor]': cursor})}"
+        data = [self._profile_view(pid, subscriptions) for pid in page]
+        return Response(200, {"data": data, "links": {"self": "/api/profiles", "next": link}})
+
+    # -- email marketing subscriptions -------------------------------------------------------
+    def _subscription_job(self, request: Request, kind: str) -> tuple[list, dict] | Response:
+        data = (request.json() or {}).get("data") or {}
+        if data.get("type") != kind:
+            return _errors(400, "invalid", "Invalid input.", f"type must be {kind}")
+        attrs = data.get("attributes") or {}
+        profiles = (attrs.get("profiles") or {}).get("data")
+        if not isinstance(profiles, list) or not profiles:
+            return _errors(400, "invalid", "Invalid input.", "profiles.data is required")
+        if len(profiles) > SUBSCRIPTION_LIMIT:
+            return _errors(
+                400, "invalid", "Invalid input.", f"At most {SUBSCRIPTION_LIMIT} profiles."
+            )
+        list_ref = (((data.get("relationships") or {}).get("list") or {}).get("data")) or {}
+        if list_ref and str(list_ref.get("id")) not in self.lists:
+            return _errors(404, "not_found", "Not found.", "List not found.")
+        return profiles, {**attrs, "list_id": list_ref.get("id")}
+
+    @staticmethod
+    def _consent_of(profile: dict[str, Any]) -> str | None:
+        subs = (profile.get("attributes") or {}).get("subscriptions") or {}
+        return ((subs.get("email") or {}).get("marketing") or {}).get("consent")
+
+    @route("POST", r"/api/profile-subscription-bulk-create-jobs/?")
+    def subscribe_job(self, request: Request) -> Response:
+        parsed = self._subscription_job(request, "profile-subscription-bulk-create-job")
+        if isinstance(parsed, Response):
+            return parsed
+        profiles, attrs = parsed
+        for i, profile in enumerate(profiles):
+            email = str((profile.get("attributes") or {}).get("email") or "").strip().lower()
+            if not EMAIL.match(email) or self._consent_of(profile) != "SUBSCRIBED":
+                detail = "Each profile needs an email and email marketing consent SUBSCRIBED."
+                return Response(
+                    400,
+                    {"errors": [_error(400, "invalid", "Invalid input.", detail, f"/data/{i}")]},
+                )
+        stamp = _now()
+        for profile in profiles:
+            email = str(profile["attributes"]["email"]).strip().lower()
+            pid = self._by_email.get(email) or self._upsert(email, {}, [])
+            self._set_consent(
+                pid,
+                "SUBSCRIBED",
+                stamp,
+                method="API",
+                custom_method_detail=attrs.get("custom_source"),
+            )
+            if attrs["list_id"]:
+                self.lists[attrs["list_id"]]["profiles"].add(pid)
+            self.write_log.append((time.time(), "subscribe", email))
+        return Response(202)
+
+    @route("POST", r"/api/profile-subscription-bulk-delete-jobs/?")
+    def unsubscribe_job(self, request: Request) -> Response:
+        parsed = self._subscription_job(request, "profile-subscription-bulk-delete-job")
+        if isinstance(parsed, Response):
+            return parsed
+        profiles, attrs = parsed
+        stamp = _now()
+        for profile in profiles:
+            email = str((profile.get("attributes") or {}).get("email") or "").strip().lower()
+            pid = self._by_email.get(email)
+            if pid is None:
+                continue  # nobody to unsubscribe; a forgotten person is not re-created
+            self._set_consent(pid, "UNSUBSCRIBED", stamp, method="API")
+            if attrs["list_id"]:
+                self.lists[attrs["list_id"]]["profiles"].discard(pid)
+            self.write_log.append((time.time(), "unsubscribe", email))
+        return Response(202)
 
     @route("POST", r"/api/data-privacy-deletion-jobs/?")
     def request_deletion(self, request: Request) -> Response:
@@ -285,11 +504,17 @@ class KlaviyoFake(FakeServer):
 
     def _upsert(self, email: str, attrs: dict[str, Any], list_ids: list[str]) -> str:
         pid = self._by_email.get(email)
+        stamp = _now()
         if pid is None:
             pid = "01" + uuid.uuid4().hex[:24].upper()
-            self.profiles[pid] = {"id": pid, "attributes": {"email": email, "properties": {}}}
+            self.profiles[pid] = {
+                "id": pid,
+                "attributes": {"email": email, "properties": {}, "created": stamp},
+                "marketing": _marketing(),
+            }
             self._by_email[email] = pid
         target = self.profiles[pid]["attributes"]
+        target["updated"] = stamp
         for key, value in attrs.items():
             if value is None or key == "email":
                 continue  # bulk import does not clear fields

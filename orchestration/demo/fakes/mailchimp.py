@@ -6,6 +6,13 @@ batch subscribes at most 500 members and reports per-member ``errors`` beside ``
 emails per side; errors are problem-detail JSON (``type``, ``title``, ``status``, ``detail``);
 more than 10 simultaneous connections get 429, as Mailchimp's documented connection limit.
 Members are keyed by the subscriber hash, the MD5 of the lower-cased email.
+
+The read side is what the Mailchimp source connector uses: ``GET /3.0/lists/{id}/members`` with
+``count`` (at most 1,000) and ``offset`` paging, ``since_last_changed`` (members changed after
+it), ``sort_field``/``sort_dir`` and ``status``. Members carry ``status``, ``source`` (how they
+were added: ``API - Generic`` for the batch endpoint, as Mailchimp records API writes),
+``timestamp_opt``, ``last_changed`` and ``unsubscribe_reason``; absent timestamps are ``""`` as
+Mailchimp sends them. ``from_demo`` fills the demo's newsletter audience from the generator.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ import time
 from typing import Any
 
 from orchestration.demo.fakes.base import FakeServer, Request, Response, route
+from orchestration.demo.generator import MAILCHIMP_LIST_ID, DemoData
 
 BATCH_LIMIT = 500
 CONNECTION_LIMIT = 10
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"}
+PAGE_MAX = 1000
+API_SOURCE = "API - Generic"
+API_UNSUBSCRIBE_REASON = "N/A (Unsubscribed by an admin)"
 ERROR_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
 
 
@@ -44,8 +55,16 @@ def _problem(status: int, title: str, detail: str, errors: list | None = None) -
     return Response(status, body)
 
 
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return _iso(dt.datetime.now(dt.UTC))
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 class MailchimpFake(FakeServer):
@@ -63,7 +82,74 @@ class MailchimpFake(FakeServer):
         self._flight_lock = threading.Lock()
         self._next_segment = 1
 
+    @classmethod
+    def from_demo(cls, data: DemoData, **kwargs: Any) -> MailchimpFake:
+        """The demo's newsletter audience with the generator's members (the source side)."""
+        fake = cls(**kwargs)
+        fake.add_list("Newsletter", MAILCHIMP_LIST_ID)
+        frame = data.source("mailchimp.members")
+        for row in frame.iter_rows(named=True):
+            merge = {"FNAME": row["fname"] or "", "LNAME": row["lname"] or ""}
+            merge["PHONE"] = row["phone"] or ""
+            fake.members[MAILCHIMP_LIST_ID][row["id"]] = {
+                "id": row["id"],
+                "email_address": row["email_address"],
+                "unique_email_id": row["id"][:10],
+                "status": row["status"],
+                "merge_fields": merge,
+                "source": row["source"],
+                "unsubscribe_reason": row["unsubscribe_reason"] or "",
+                "timestamp_signup": "",
+                "timestamp_opt": _iso(row["timestamp_opt"]) if row["timestamp_opt"] else "",
+                "last_changed": _iso(row["last_changed"]),
+            }
+        return fake
+
     # -- helpers tests use -------------------------------------------------------------------
+    def add_list(self, name: str, list_id: str | None = None) -> dict[str, Any]:
+        list_id = list_id or hashlib.md5(f"{name}{len(self.lists)}".encode()).hexdigest()[:10]
+        self.lists[list_id] = {"id": list_id, "name": name, "date_created": _now()}
+        self.members[list_id] = {}
+        self.segments[list_id] = {}
+        return self.lists[list_id]
+
+    def member(self, audience: str, email: str) -> dict[str, Any] | None:
+        lst = self.list_by_name(audience)
+        return self.members[lst["id"]].get(subscriber_hash(email)) if lst else None
+
+    def person_unsubscribes(
+        self, audience: str, email: str, reason: str = "No longer interested", when=None
+    ) -> dict[str, Any]:
+        """The person clicks "unsubscribe" in an email (what the API cannot tell from a form)."""
+        with self._lock:
+            member = self.member(audience, email)
+            member["status"] = "unsubscribed"
+            member["unsubscribe_reason"] = reason
+            member["last_changed"] = _iso(when or dt.datetime.now(dt.UTC))
+            return member
+
+    def person_subscribes(self, audience: str, email: str, when=None) -> dict[str, Any]:
+        """The person signs up through the audience's hosted form."""
+        with self._lock:
+            lst = self.list_by_name(audience)
+            h = subscriber_hash(email)
+            stamp = _iso(when or dt.datetime.now(dt.UTC))
+            member = self.members[lst["id"]].setdefault(
+                h,
+                {
+                    "id": h,
+                    "email_address": email.strip().lower(),
+                    "unique_email_id": h[:10],
+                    "merge_fields": {},
+                    "source": "Hosted Signup Form",
+                    "timestamp_signup": stamp,
+                },
+            )
+            member.update(
+                status="subscribed", unsubscribe_reason="", timestamp_opt=stamp, last_changed=stamp
+            )
+            return member
+
     def list_by_name(self, name: str) -> dict[str, Any] | None:
         return next((lst for lst in self.lists.values() if lst["name"] == name), None)
 
@@ -151,11 +237,7 @@ class MailchimpFake(FakeServer):
                 "The resource submitted could not be validated.",
                 [{"field": f, "message": "This value should not be blank."} for f in missing],
             )
-        list_id = hashlib.md5(f"{body['name']}{len(self.lists)}".encode()).hexdigest()[:10]
-        self.lists[list_id] = {"id": list_id, "name": body["name"], "date_created": _now()}
-        self.members[list_id] = {}
-        self.segments[list_id] = {}
-        return Response(200, self._list_view(self.lists[list_id]))
+        return Response(200, self._list_view(self.add_list(body["name"])))
 
     def _list_view(self, lst: dict[str, Any]) -> dict[str, Any]:
         members = self.members[lst["id"]].values()
@@ -227,15 +309,19 @@ class MailchimpFake(FakeServer):
                     "id": h,
                     "email_address": email.strip().lower(),
                     "unique_email_id": h[:10],
-                    "status": item.get("status_if_new") or status,
+                    "status": None,
                     "merge_fields": {},
-                    "timestamp_signup": _now(),
+                    "source": API_SOURCE,
+                    "unsubscribe_reason": "",
+                    "timestamp_signup": "",
+                    "timestamp_opt": "",
                 }
                 store[h] = member
                 created.append(member)
+                self._set_status(member, item.get("status_if_new") or status)
             else:
                 if item.get("status"):
-                    member["status"] = item["status"]
+                    self._set_status(member, item["status"])
                 updated.append(member)
             member["merge_fields"].update(item.get("merge_fields") or {})
             member["last_changed"] = _now()
@@ -252,6 +338,42 @@ class MailchimpFake(FakeServer):
                 "error_count": len(errors),
             },
         )
+
+    def _set_status(self, member: dict[str, Any], status: str) -> None:
+        """A status written through the API, recorded as Mailchimp records an admin's change."""
+        if member["status"] == status:
+            return
+        member["status"] = status
+        if status == "subscribed":
+            member["timestamp_opt"] = _now()
+            member["unsubscribe_reason"] = ""
+        elif status == "unsubscribed":
+            member["unsubscribe_reason"] = API_UNSUBSCRIBE_REASON
+
+    @route("GET", r"/3\.0/lists/(?P<list_id>[0-9a-f]+)/members/?")
+    def get_members(self, request: Request) -> Response:
+        lst = self._list(request)
+        if lst is None:
+            return self._not_found()
+        count = int(request.arg("count", "10"))
+        if count > PAGE_MAX:
+            return _problem(400, "Invalid Resource", f"count must be at most {PAGE_MAX}")
+        offset = int(request.arg("offset", "0"))
+        members = list(self.members[lst["id"]].values())
+        since = request.arg("since_last_changed")
+        if since:
+            after = _parse(since)
+            members = [m for m in members if _parse(m["last_changed"]) > after]
+        status = request.arg("status")
+        if status:
+            members = [m for m in members if m["status"] == status]
+        field = request.arg("sort_field")
+        if field:
+            members.sort(key=lambda m: (m.get(field) or "", m["id"]))
+            if request.arg("sort_dir", "DESC") == "DESC":
+                members.reverse()
+        page = [self._member_view(lst["id"], m) for m in members[offset : offset + count]]
+        return Response(200, {"members": page, "list_id": lst["id"], "total_items": len(members)})
 
     @route("GET", r"/3\.0/lists/(?P<list_id>[0-9a-f]+)/members/(?P<hash>[0-9a-f]{32})")
     def get_member(self, request: Request) -> Response:
