@@ -540,13 +540,22 @@ def _events(
     if len(share) and na > 1:
         anon[share] = anon[(share + 1) % na]
     frames = []
-    # 1) anonymous page views before login
+    session_seconds = 30 * 60  # a login session: the 30 minutes before the identify
+    # the login (identify) of each user, 30-40 days ago
+    login_ago = rng.integers(30 * 86400, 40 * 86400, size=na)
+    # 1) anonymous page views before login: about half in the login session (the 30 minutes
+    # before the identify), the rest in earlier visits days before
     pre = rng.poisson(2.0, size=na)
     idx = np.repeat(np.arange(na), pre)
-    ago = rng.integers(40 * 86400, 60 * 86400, size=len(idx))
+    in_session = rng.random(len(idx)) < 0.5
+    ago = np.where(
+        in_session,
+        login_ago[idx] + rng.integers(1, session_seconds, size=len(idx)),
+        rng.integers(40 * 86400, 60 * 86400, size=len(idx)),
+    )
     frames.append(_event_frame(rng, as_of, "page", None, idx, anon, None, ago, persons))
     # 2) identify on login: userId + anonymousId + traits.email
-    ago = rng.integers(30 * 86400, 40 * 86400, size=na)
+    ago = login_ago
     frames.append(
         _event_frame(
             rng, as_of, "identify", None, np.arange(na), anon, app_user_ids, ago, persons

@@ -7,10 +7,12 @@
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- Every source record of every identity-bearing model and its customer: the customer of the
--- record's strongest identifier that was not held back. A record with no such identifier (none at
--- all, only junk, or only a shared device) is a customer of its own, minted from its record key:
--- a shared identifier must not join two people's records. Profiles join staging rows to customers
--- through this model.
+-- record's strongest identifier that was not held back. A record whose only identifiers are a
+-- shared device's anonymous ids goes to the customer who logged in on it in the same session
+-- (int_identity__session_attribution). Any other record with no such identifier (none at all,
+-- only junk, a shared device outside any session) is a customer of its own, minted from its record
+-- key: a shared identifier must not join two people's records. attribution says which rule
+-- applied: identifier, session or own. Profiles join staging rows to customers through this model.
 -- Incremental runs redo the records loaded since the last run and every record holding an
 -- identifier whose component was recomputed.
 with
@@ -25,6 +27,21 @@ affected as (
     select record_id
     from {{ ref('int_identity__record_identifiers') }}
     where loaded_at > (select max(loaded_at) from {{ this }})
+    union
+    -- session attribution is rebuilt whole: redo the records it now attributes differently (a
+    -- new login can claim older page views of its device) or no longer attributes
+    select s.record_id
+    from {{ ref('int_identity__session_attribution') }} as s
+    left join {{ this }} as t on t.record_model = s.record_model and t.record_key = s.record_key
+    where t.attribution is distinct from 'session' or t.customer_id is distinct from s.customer_id
+    union
+    select {{ identity_node_id('t.record_model', 't.record_key') }}
+    from {{ this }} as t
+    where t.attribution = 'session'
+        and not exists (
+            select 1 from {{ ref('int_identity__session_attribution') }} as s
+            where s.record_model = t.record_model and s.record_key = t.record_key
+        )
 
 ),
 {% endif %}
@@ -68,6 +85,14 @@ customer_ids as (
 
 ),
 
+-- records of shared devices attributed to the customer who logged in in the same session
+sessions as (
+
+    select record_id, customer_id
+    from {{ ref('int_identity__session_attribution') }}
+
+),
+
 -- the record's identifiers that were not held back are linked by the record itself, so they share
 -- one component: any of them names the customer (an aggregate, not a window over every row)
 best_node as (
@@ -88,13 +113,20 @@ final as (
         r.record_key,
         coalesce(
             ci.customer_id,
+            s.customer_id,
             {{ identity_mint_customer_id("'record:' || r.record_model || ':' || r.record_key") }}
         ) as customer_id,
-        ci.customer_id is null as is_unidentified,
+        ci.customer_id is null and s.customer_id is null as is_unidentified,
+        case
+            when ci.customer_id is not null then 'identifier'
+            when s.customer_id is not null then 'session'
+            else 'own'
+        end as attribution,
         r.loaded_at
     from records as r
     left join best_node as b on b.record_id = r.record_id
     left join customer_ids as ci on ci.component_id = b.component_id
+    left join sessions as s on s.record_id = r.record_id
 
 )
 

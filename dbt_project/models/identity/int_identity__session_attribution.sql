@@ -1,0 +1,124 @@
+-- Session attribution on shared devices, as product-analytics tools do it. A record whose only
+-- identifiers are anonymous ids held back as shared (a family device: the id was seen with two
+-- user ids) identifies nobody by itself; it belongs to whoever logged in on that device in the same
+-- session: the nearest record carrying that anonymous id and a user id that resolves to a customer,
+-- at most var identity_session_window_minutes before or after it (nearest wins, ties go to the
+-- earlier login). Only the record is attributed: the shared anonymous id stays out of the
+-- customer's identifiers and no two customers merge. Records with no login in the window stay
+-- customers of their own (int_identity__record_customers).
+-- Rebuilt whole on every run: it reads only the records of shared devices, a small share, so it
+-- always equals a full rebuild; int_identity__record_customers redoes the records whose
+-- attribution changed (a new login can claim older page views of its device).
+{%- set window_minutes = var('identity_session_window_minutes', 30) | int %}
+
+with
+
+devices as (
+
+    select node_id
+    from {{ ref('int_identity__components') }}
+    where holdback_reason = 'shared_identifier'
+
+),
+
+-- every record seen on a shared device, and when
+device_records as (
+
+    select rn.record_id, rn.record_model, rn.record_key, rn.node_id, rn.seen_at
+    from {{ ref('int_identity__record_nodes') }} as rn
+    where rn.id_type = 'anonymous_id'
+        and rn.node_id in (select node_id from devices)
+
+),
+
+-- all identifiers of those records, with what identity made of each
+device_record_nodes as (
+
+    select rn.record_id, rn.id_type, c.component_id, c.holdback_reason
+    from {{ ref('int_identity__record_nodes') }} as rn
+    inner join {{ ref('int_identity__components') }} as c on c.node_id = rn.node_id
+    where rn.record_id in (select record_id from device_records)
+
+),
+
+-- records that carry nothing but shared anonymous ids: the ones to attribute
+anonymous_records as (
+
+    select record_id
+    from device_record_nodes
+    group by record_id
+    having min(case
+        when id_type = 'anonymous_id' and holdback_reason = 'shared_identifier' then 1 else 0
+    end) = 1
+
+),
+
+-- logins on a device: records with a user id that resolves to a customer
+logins as (
+
+    select d.record_id, ci.customer_id
+    from device_record_nodes as d
+    inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = d.component_id
+    where d.id_type = 'user_id' and d.holdback_reason is null
+
+),
+
+candidates as (
+
+    select dr.*
+    from device_records as dr
+    inner join anonymous_records as a on a.record_id = dr.record_id
+
+),
+
+login_times as (
+
+    select dr.node_id, dr.seen_at, dr.record_model, dr.record_key, l.customer_id
+    from device_records as dr
+    inner join logins as l on l.record_id = dr.record_id
+
+),
+
+in_window as (
+
+    select
+        c.record_id,
+        c.record_model,
+        c.record_key,
+        l.customer_id,
+        l.record_model || '|' || l.record_key as attributed_via,
+        c.node_id as session_node_id,
+        l.seen_at as login_at,
+        abs(extract(epoch from l.seen_at) - extract(epoch from c.seen_at)) as seconds_apart
+    from candidates as c
+    inner join login_times as l
+        on l.node_id = c.node_id
+        and l.seen_at >= {{ dbt.dateadd('minute', -window_minutes, 'c.seen_at') }}
+        and l.seen_at <= {{ dbt.dateadd('minute', window_minutes, 'c.seen_at') }}
+
+),
+
+final as (
+
+    select
+        record_id,
+        record_model,
+        record_key,
+        customer_id,
+        attributed_via,
+        session_node_id,
+        seconds_apart
+    from (
+        select
+            *,
+            row_number() over (
+                partition by record_id
+                order by seconds_apart, login_at, customer_id, attributed_via
+            ) as nearest
+        from in_window
+    ) as ranked
+    where nearest = 1
+
+)
+
+select * from final
