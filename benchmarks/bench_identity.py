@@ -43,6 +43,8 @@ RECORD_TRUTH = {
     "stg_stripe__customers": ("stripe.customers", "id"),
     "stg_zendesk__users": ("zendesk.users", "id"),
     "stg_events__events": ("events.events", "message_id"),
+    "stg_mailchimp__members": ("mailchimp.members", "member_key"),
+    "stg_klaviyo__profiles": ("klaviyo.profiles", "id"),
 }
 
 

@@ -21,6 +21,8 @@ RECORD_SOURCES = [
     ("stg_stripe__customers", "stripe.customers", "id", "stripe"),
     ("stg_zendesk__users", "zendesk.users", "id", "zendesk"),
     ("stg_events__events", "events.events", "message_id", "events"),
+    ("stg_mailchimp__members", "mailchimp.members", "member_key", "mailchimp"),
+    ("stg_klaviyo__profiles", "klaviyo.profiles", "id", "klaviyo"),
 ]
 OPEN_TICKET_STATUSES = ["new", "open", "pending", "hold"]
 
@@ -148,7 +150,8 @@ def activity_traits(data: DemoData, rc: pl.DataFrame, as_of: dt.datetime) -> pl.
 
 
 def consent_decisions(data: DemoData, rc: pl.DataFrame) -> pl.DataFrame:
-    """Every email-marketing decision: app opt-in, CRM opt-out (inverted), consent events."""
+    """Every email-marketing decision: app opt-in, CRM opt-out (inverted), consent events,
+    email-tool unsubscribes and non-API subscriptions (Mailchimp, Klaviyo)."""
     app = customer_of(rc, "stg_app__users", naive(data.tables["app.users"]), "id").select(
         "customer_id",
         pl.col("marketing_opt_in").alias("granted"),
@@ -178,7 +181,37 @@ def consent_decisions(data: DemoData, rc: pl.DataFrame) -> pl.DataFrame:
         pl.lit("events").alias("source"),
         pl.lit(1).alias("rank"),
     )
-    return pl.concat([app, crm, events])
+    members = customer_of(
+        rc, "stg_mailchimp__members", naive(data.tables["mailchimp.members"]), "member_key"
+    )
+    subscribed = pl.col("status") == "subscribed"
+    mailchimp = members.filter(
+        (pl.col("status") == "unsubscribed") | (subscribed & (pl.col("source") != "API - Generic"))
+    ).select(
+        "customer_id",
+        subscribed.alias("granted"),
+        pl.when(subscribed)
+        .then(pl.coalesce("timestamp_opt", "last_changed"))
+        .otherwise(pl.col("last_changed"))
+        .alias("decided_at"),
+        pl.lit("mailchimp").alias("source"),
+        pl.lit(3).alias("rank"),
+    )
+    profiles = customer_of(
+        rc, "stg_klaviyo__profiles", naive(data.tables["klaviyo.profiles"]), "id"
+    )
+    state = pl.col("email_marketing_consent")
+    klaviyo = profiles.filter(
+        (state == "UNSUBSCRIBED")
+        | ((state == "SUBSCRIBED") & (pl.col("email_marketing_method") != "API"))
+    ).select(
+        "customer_id",
+        (state == "SUBSCRIBED").alias("granted"),
+        pl.col("email_marketing_consent_timestamp").alias("decided_at"),
+        pl.lit("klaviyo").alias("source"),
+        pl.lit(3).alias("rank"),
+    )
+    return pl.concat([app, crm, events, mailchimp, klaviyo])
 
 
 def latest_consent(data: DemoData, rc: pl.DataFrame) -> pl.DataFrame:

@@ -1,6 +1,20 @@
 -- Every consent decision any source recorded, one row per (source record, purpose): product
--- sign-up opt-ins, CRM opt-outs and preference-centre events. The profile keeps the latest decision
--- per purpose; this ledger keeps them all, for audits ("when and where did they say yes?").
+-- sign-up opt-ins, CRM opt-outs, preference-centre events and email-tool subscription status. The
+-- profile keeps the latest decision per purpose; this ledger keeps them all, for audits ("when and
+-- where did they say yes?").
+--
+-- Email tools (Mailchimp, Klaviyo), purpose email_marketing on channel email:
+--   * an unsubscribe is a decision by the person: granted = false at the time the tool records
+--     (Mailchimp `unsubscribed` at last_changed, Klaviyo UNSUBSCRIBED at consent_timestamp). An
+--     unsubscribe our own consent-gated sync made repeats a withdrawal the warehouse already had,
+--     so reading it back changes nothing;
+--   * a subscription is a grant ONLY when it did not come through the tool's API: our reverse-ETL
+--     syncs subscribe through the API, and their echo must not read back as consent. Mailchimp
+--     records API writes as source `API - Generic`; Klaviyo as method `API` (our syncs also set
+--     custom_method_detail `composable-cdp`). Sign-up forms, preference pages and imports count,
+--     at the opt-in time (Mailchimp timestamp_opt, Klaviyo consent_timestamp);
+--   * `cleaned` (bounced), `pending` (unconfirmed double opt-in), `transactional`, `archived` and
+--     NEVER_SUBSCRIBED say nothing about consent: no row.
 
 {#- the purposes a consent event may carry under properties.categories, and their channel -#}
 {%- set event_purposes = {'email_marketing': 'email', 'sms': 'sms'} %}
@@ -53,6 +67,53 @@ crm_opt_outs as (
 
 ),
 
+mailchimp_status as (
+
+    select
+        rc.customer_id,
+        'email_marketing' as purpose,
+        'email' as channel,
+        m.status = 'subscribed' as granted,
+        case when m.status = 'subscribed'
+            then coalesce(m.opted_in_at, m.last_changed_at)
+            else m.last_changed_at
+        end as decided_at,
+        'mailchimp' as source,
+        'stg_mailchimp__members' as record_model,
+        m.mailchimp_member_key as record_key
+
+    from {{ ref('stg_mailchimp__members') }} as m
+    inner join record_customers as rc
+        on rc.record_model = 'stg_mailchimp__members' and rc.record_key = m.mailchimp_member_key
+    where m.status = 'unsubscribed'
+        or (m.status = 'subscribed' and coalesce(m.signup_source, '') <> 'API - Generic')
+
+),
+
+klaviyo_consent as (
+
+    select
+        rc.customer_id,
+        'email_marketing' as purpose,
+        'email' as channel,
+        p.email_marketing_consent = 'SUBSCRIBED' as granted,
+        coalesce(p.email_consent_at, p.updated_at) as decided_at,
+        'klaviyo' as source,
+        'stg_klaviyo__profiles' as record_model,
+        p.klaviyo_profile_id as record_key
+
+    from {{ ref('stg_klaviyo__profiles') }} as p
+    inner join record_customers as rc
+        on rc.record_model = 'stg_klaviyo__profiles' and rc.record_key = p.klaviyo_profile_id
+    where p.email_marketing_consent = 'UNSUBSCRIBED'
+        or (
+            p.email_marketing_consent = 'SUBSCRIBED'
+            and coalesce(p.email_consent_method, '') <> 'API'
+            and coalesce(p.email_consent_method_detail, '') <> 'composable-cdp'
+        )
+
+),
+
 consent_events as (
 
     select
@@ -96,6 +157,10 @@ unioned as (
     select * from crm_opt_outs
     union all
     select * from event_decisions
+    union all
+    select * from mailchimp_status
+    union all
+    select * from klaviyo_consent
 
 ),
 
