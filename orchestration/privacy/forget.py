@@ -5,11 +5,16 @@ The steps, each leaving rows in ``ops.privacy_audit`` under one request id:
 1. resolve: the identifier, through the identity graph, to every identifier of the person;
 2. suppress: their hashes go on ``ops.suppression_list``, so connectors drop them on re-ingest;
 3. delete_rows: every table of every schema (raw, operational, dbt-built) loses the rows that
-   hold one of them: one receipt per table touched. Steps 1-3 commit in one transaction;
+   hold one of them: one receipt per table touched;
+   delete_file_rows: the files this tool wrote outside the warehouse (collector event files,
+   firing logs, Files exports) are rewritten without them: one receipt per file touched.
+   Steps 1-3 commit in one transaction, after the files: when a file cannot be rewritten the
+   warehouse deletion is rolled back, so a rerun still resolves every identifier;
 4. destination: a deletion call per vendor and identifier, with the vendor's answer;
 5. rebuild: ``dbt build`` of everything downstream of the touched sources;
 6. snapshot: the profile snapshot the collector serves is re-exported, older versions removed;
 7. verify: a fresh scan of every table and view; the count of rows still holding them;
+   verify_files: the same for the files;
 8. complete: the outcome.
 
 The audit holds ``type:sha256`` of identifiers, never their values, so it survives the scan.
@@ -30,6 +35,7 @@ import duckdb
 from connectors.loader import connect
 from orchestration import settings
 from orchestration.privacy.destinations import Eraser, PersonRefs, configured_erasers
+from orchestration.privacy.files import FileEraser, FileLocations, describe
 from orchestration.privacy.normalize import Identifier, parse_identifier, sha256_hex
 from orchestration.privacy.resolve import Resolution, resolve, table_exists, unclaimed
 from orchestration.privacy.scan import Scanner
@@ -111,11 +117,22 @@ class ForgetReceipt:
         return "\n".join(lines)
 
 
+class FilesIncomplete(RuntimeError):
+    """Some file could not be rewritten; the warehouse deletion was rolled back for a rerun."""
+
+
 class ForgetJob:
     """One person's erasure, step by step; ``process_deletion_requests`` batches the rebuild."""
 
-    def __init__(self, db_path: Path, identifier: str, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        identifier: str,
+        request_id: str | None = None,
+        locations: FileLocations | None = None,
+    ) -> None:
         self.db_path = db_path
+        self.locations = locations or FileLocations.for_warehouse(db_path)
         self.request_id = request_id or new_request_id()
         self.text = identifier.strip()
         self.candidates = parse_identifier(identifier)
@@ -182,15 +199,63 @@ class ForgetJob:
                 rows_affected=sum(self.touched.values()),
                 detail=f"{len(tables)} tables scanned, {len(self.touched)} held the person",
             )
+            file_entries = self._erase_files(con)
+            if any(e.status == "failed" for e in file_entries):
+                raise FilesIncomplete("some files could not be rewritten")
             write_audit(con, self.entries)
             con.execute("commit")
             _checkpoint(con)
+        except FilesIncomplete:
+            con.execute("rollback")
+            self.touched = {}
+            self.entries = [*file_entries]
+            failed = [e.table_name for e in file_entries if e.status == "failed"]
+            self._entry(
+                "delete_rows",
+                status="failed",
+                detail="rolled back, the warehouse is unchanged: could not rewrite "
+                + ", ".join(str(f) for f in failed)
+                + "; rerun once fixed (files already rewritten stay so)",
+            )
+            ensure_privacy_tables(con)
+            write_audit(con, self.entries)
+            raise
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("rollback")
             raise
         finally:
             con.close()
+
+    def _erase_files(self, con: duckdb.DuckDBPyConnection) -> list[AuditEntry]:
+        """Rewrite the files outside the warehouse; the connector's offsets move in ``con``."""
+        r = self.resolution
+        eraser = FileEraser([*r.identifiers, *r.record_keys], self.locations)
+        try:
+            outcomes = eraser.erase()
+            moved = 0 if any(o.status != "ok" for o in outcomes) else eraser.move_cursor(con)
+        finally:
+            eraser.close()
+        entries = [
+            self._entry(
+                "delete_file_rows",
+                status=o.status,
+                table_name=o.path,
+                rows_affected=o.removed,
+                detail=describe(o),
+            )
+            for o in outcomes
+        ]
+        if moved:
+            entries.append(
+                self._entry(
+                    "delete_file_rows",
+                    table_name="ops.connector_state",
+                    rows_affected=moved,
+                    detail=f"events connector: byte offsets of {moved} rewritten file(s) moved",
+                )
+            )
+        return entries
 
     def _expand(self, con: duckdb.DuckDBPyConnection) -> None:
         """Add identifiers their raw records carry that the identity graph does not know yet.
@@ -312,8 +377,24 @@ class ForgetJob:
         residual = sum(found.values())
         detail = "none left" if not found else "still held in: " + ", ".join(sorted(found))
         status = "ok" if not found else "failed"
-        self._record([self._entry("verify", status=status, rows_affected=residual, detail=detail)])
-        return residual
+        entries = [self._entry("verify", status=status, rows_affected=residual, detail=detail)]
+        eraser = FileEraser([*r.identifiers, *r.record_keys], self.locations)
+        try:
+            in_files = eraser.residual()
+        finally:
+            eraser.close()
+        entries.append(
+            self._entry(
+                "verify_files",
+                status="ok" if not in_files else "failed",
+                rows_affected=sum(in_files.values()),
+                detail="none left in files"
+                if not in_files
+                else "still in: " + ", ".join(sorted(in_files)),
+            )
+        )
+        self._record(entries)
+        return residual + sum(in_files.values())
 
     def finish(self) -> ForgetReceipt:
         failed = [e.step for e in self.entries if e.status == "failed"]
@@ -404,7 +485,12 @@ def forget(
         raise FileNotFoundError(f"no warehouse at {path}: nothing to forget there")
     job = ForgetJob(path, identifier, request_id)
     record_request(path, job, source="cli")
-    job.erase_warehouse()
+    try:
+        job.erase_warehouse()
+    except FilesIncomplete:
+        receipt = job.finish()
+        close_request(path, job.request_id, receipt)
+        return receipt
     if destinations:
         job.erase_destinations(erasers)
     else:

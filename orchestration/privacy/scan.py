@@ -194,6 +194,10 @@ class Scanner:
         names = [f"{s}.{t}" for s, t in rows]
         return [n for n in names if n not in PRIVACY_TABLES]
 
+    def forget_columns(self) -> None:
+        """Read columns afresh: the caller created or replaced tables since the last scan."""
+        self._column_cache = None
+
     def _columns(self, table: str) -> list[tuple[str, str]]:
         if table.startswith("temp."):
             return self.con.execute(

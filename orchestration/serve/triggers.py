@@ -34,6 +34,7 @@ import requests
 import yaml
 
 from orchestration.serve.profiles import ProfileStore, jsonable
+from orchestration.serve.writer import append_locked
 from reverse_etl.destinations.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, sign
 
 log = logging.getLogger(__name__)
@@ -292,10 +293,8 @@ class FiringLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         line = json.dumps(jsonable(firing.__dict__), separators=(",", ":")) + "\n"
         day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-        with self._lock, (self.folder / f"firings-{day}.jsonl").open("a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        with self._lock:  # the flock in append_locked keeps a privacy rewrite out
+            append_locked(self.folder / f"firings-{day}.jsonl", line.encode())
 
     def read(self, since_s: float | None = None) -> list[dict[str, Any]]:
         """Firings of files touched in the last ``since_s`` seconds (all when ``None``)."""

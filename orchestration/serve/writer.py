@@ -11,6 +11,12 @@ File protocol (what the events connector relies on): the file being written is
 After a crash, the next start renames leftover ``.open`` files, dropping a torn last line
 (never acknowledged, since a line is acknowledged only after its ``fsync``).
 
+A privacy deletion (``cdp forget``) rewrites published files; the file still being written is
+not its to touch, so it drops a ``.rotate-request`` flag in the folder and the writer publishes
+the open file within ``ROTATE_POLL_S``. Files several writers append to (the rejected-message
+log, the trigger firing log) are appended under an exclusive ``flock`` (``append_locked``), which
+the rewrite holds too, so no line is appended to a file that is being replaced.
+
 Deduplication by ``messageId`` covers the recent past (capacity-bounded, reloaded from recent
 files at start); the warehouse keys events on ``message_id`` too, so an older duplicate that
 slips through is still stored once.
@@ -41,6 +47,9 @@ OPEN_SUFFIX = ".jsonl.open"
 CLOSED_SUFFIX = ".jsonl"
 REJECTED_DIR = "_rejected"
 LOCK_NAME = ".collector.lock"
+ROTATE_REQUEST = ".rotate-request"  # a deletion asks the writer to publish its open file
+ROTATE_POLL_S = 0.25
+LOCK_WAIT_S = 1.0  # a deletion holds the folder lock briefly while it rewrites leftovers
 _MESSAGE_ID = re.compile(rb'"messageId":\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -88,6 +97,33 @@ class SeenIds:
             self._ids.popitem(last=False)
 
 
+def append_locked(path: Path, data: bytes) -> None:
+    """Append whole lines durably under an exclusive ``flock`` on the file.
+
+    A privacy rewrite takes the same lock, reads, and renames a new file over the path before
+    releasing it; an appender that was waiting then holds a lock on the replaced file, sees that
+    the path names another file now, and appends to the new one instead. So no line lands in a
+    file that is being replaced (lost) or is written twice.
+    """
+    while True:
+        with path.open("ab") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                mine = os.fstat(f.fileno())
+                try:
+                    current = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                if (mine.st_dev, mine.st_ino) != (current.st_dev, current.st_ino):
+                    continue
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+                return
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 def fsync_path(path: Path) -> None:
     """fsync a file or a folder (a folder so that created and renamed names are durable)."""
     fd = os.open(path, os.O_RDONLY)
@@ -124,6 +160,7 @@ class EventLog:
         self._file = None
         self._path: Path | None = None
         self._opened_at = 0.0
+        self._checked_request_at = 0.0
         self._size = 0
         self._seq = 0
         self.files_closed = 0
@@ -157,11 +194,19 @@ class EventLog:
 
     def _acquire_lock(self) -> None:
         fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise CollectorLocked(f"another collector is writing to {self.folder}") from None
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                raise CollectorLocked(
+                    f"another collector (or a privacy deletion) holds {self.folder}"
+                ) from None
         self._lock_fd = fd
 
     # -- recovery --------------------------------------------------------------------------
@@ -233,15 +278,29 @@ class EventLog:
         self._queue.put(_Command("rotate", done))
         done.result()
 
+    def _due(self) -> bool:
+        """The open file is big or old enough to publish, or a deletion asked for it."""
+        if self._file is None:
+            return False
+        now = time.monotonic()
+        if self._size >= self.rotate_bytes or now - self._opened_at >= self.rotate_seconds:
+            return True
+        if now - self._checked_request_at < ROTATE_POLL_S:
+            return False
+        self._checked_request_at = now
+        return (self.folder / ROTATE_REQUEST).exists()
+
     def _run(self) -> None:
         while True:
             timeout = None
             if self._file is not None:
-                timeout = max(0.05, self._opened_at + self.rotate_seconds - time.monotonic())
+                remaining = self._opened_at + self.rotate_seconds - time.monotonic()
+                timeout = max(0.05, min(ROTATE_POLL_S, remaining))
             try:
                 first = self._queue.get(timeout=timeout)
             except queue.Empty:
-                self._close_file()
+                if self._due():
+                    self._close_file()
                 continue
             batch = [first]
             while True:
@@ -253,13 +312,7 @@ class EventLog:
             commands = [b for b in batch if isinstance(b, _Command)]
             if items:
                 self._commit(items)
-            if commands or (
-                self._file is not None
-                and (
-                    self._size >= self.rotate_bytes
-                    or time.monotonic() - self._opened_at >= self.rotate_seconds
-                )
-            ):
+            if commands or self._due():
                 self._close_file()
             for command in commands:
                 command.future.set_result(None)
@@ -312,10 +365,7 @@ class EventLog:
         folder = self.folder / REJECTED_DIR
         folder.mkdir(exist_ok=True)
         day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-        with (folder / f"rejected-{day}.jsonl.rejected").open("ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        append_locked(folder / f"rejected-{day}.jsonl.rejected", data)
 
     def _open_file(self) -> None:
         self._seq += 1
@@ -339,6 +389,7 @@ class EventLog:
             log.exception("could not publish %s; it is recovered at the next start", path.name)
             return
         self.files_closed += 1
+        (self.folder / ROTATE_REQUEST).unlink(missing_ok=True)
 
     def _abandon_file(self) -> None:
         """After a failed write the file may hold a torn line: publish it through recovery."""
