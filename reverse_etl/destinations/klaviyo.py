@@ -7,6 +7,17 @@ the batch. Mirror mode looks up the leavers' profile ids by email (``filter=any(
 100 at a time) and removes them from the list. All calls share one limiter with both of
 Klaviyo's tiers for these endpoints: 10 per second burst and 150 per minute steady.
 
+Consent-gated syncs (a ``purpose``): leaving the list alone would keep a profile whose consent
+was withdrawn ``SUBSCRIBED`` to email marketing, reachable by every other campaign. A row removed
+because its gate closed (consent withdrawn, or suppressed) is also unsubscribed with a bulk
+unsubscribe job (``POST /api/profile-subscription-bulk-delete-jobs``), for profiles Klaviyo
+has (a forgotten person is not re-created); a member who merely left the segment keeps the
+subscription. A row the sync sends anew (no ``dest_id``) is subscribed with a bulk subscribe job
+(``POST /api/profile-subscription-bulk-create-jobs``, ``custom_source: composable-cdp``), so a
+customer who gives consent again is subscribed again. Klaviyo records both with method ``API``,
+and the consent ledger never reads an API subscription back as a grant: the sync's own echo
+cannot become consent. Both jobs take at most 1,000 profiles.
+
 Field mapping: Klaviyo's profile attributes (``email``, ``first_name``, ``phone_number``, ...) by
 name, anything else becomes a custom property. Bulk import ignores nulls, so a value cleared in
 the warehouse stays in Klaviyo until overwritten.
@@ -45,6 +56,8 @@ ATTRIBUTES = {
 }
 LOOKUP_PAGE = 100
 RELATIONSHIP_LIMIT = 1000
+SUBSCRIPTION_LIMIT = 1000
+CUSTOM_SOURCE = "composable-cdp"  # the consent ledger knows subscriptions it made by this
 POINTER = re.compile(r"/data/attributes/profiles/data/(\d+)")
 
 
@@ -81,10 +94,13 @@ class KlaviyoDestination(HttpDestination):
 
     @classmethod
     def calls_per_batch(cls, action: str, sync: SyncConfig) -> int:
+        size = min(sync.batch_size or cls.max_batch_size, cls.max_batch_size)
+        subscriptions = -(-size // SUBSCRIPTION_LIMIT) if sync.purpose else 0
         if action == "remove":
             size = min(sync.batch_size or RELATIONSHIP_LIMIT, RELATIONSHIP_LIMIT)
-            return -(-size // LOOKUP_PAGE) + 1
-        return 2  # create the job and poll it (once when quick); failures add an errors read
+            return -(-size // LOOKUP_PAGE) + 1 + (1 if sync.purpose else 0)
+        # create the job and poll it (once when quick); failures add an errors read
+        return 2 + subscriptions
 
     def open(self) -> None:
         if not self.list_name:
@@ -127,12 +143,49 @@ class KlaviyoDestination(HttpDestination):
         if status["status"] != "complete":
             return [Outcome(r.key, False, f"import job {status['status']}") for r in rows]
         failed = self._errors(created["id"]) if status.get("failed_count") else {}
-        return [
+        outcomes = [
             Outcome(r.key, False, failed[i])
             if i in failed
             else Outcome(r.key, True, dest_id=str(r.fields.get("email", r.key)).lower())
             for i, r in enumerate(rows)
         ]
+        if self.sync.purpose:
+            outcomes = self._subscribe(rows, outcomes)
+        return outcomes
+
+    def _subscription_job(self, kind: str, consent: str, emails: list[str], **attrs) -> None:
+        for i in range(0, len(emails), SUBSCRIPTION_LIMIT):
+            profiles = [
+                {
+                    "type": "profile",
+                    "attributes": {
+                        "email": e,
+                        "subscriptions": {"email": {"marketing": {"consent": consent}}},
+                    },
+                }
+                for e in emails[i : i + SUBSCRIPTION_LIMIT]
+            ]
+            body = {"type": kind, "attributes": {**attrs, "profiles": {"data": profiles}}}
+            self.client.request("POST", f"/api/{kind}s", json={"data": body})
+
+    def _subscribe(self, rows: list[Row], outcomes: list[Outcome]) -> list[Outcome]:
+        """Subscribe the rows new to this consent-gated sync (consent granted, maybe again)."""
+        new = {
+            o.key: o.dest_id for r, o in zip(rows, outcomes, strict=True) if o.ok and not r.dest_id
+        }
+        if not new:
+            return outcomes
+        try:
+            self._subscription_job(
+                "profile-subscription-bulk-create-job",
+                "SUBSCRIBED",
+                list(new.values()),
+                custom_source=CUSTOM_SOURCE,
+            )
+        except HttpError as exc:
+            # not subscribed: the rows fail and stay out of the state, so the next run retries
+            return [Outcome(o.key, False, exc.message) if o.key in new else o for o in outcomes]
+        return outcomes
 
     def _wait(self, job_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.poll_timeout
@@ -161,16 +214,36 @@ class KlaviyoDestination(HttpDestination):
 
     def _remove(self, rows: list[Row]) -> list[Outcome]:
         emails = [r.dest_id or r.key for r in rows]
-        ids = []
+        found: dict[str, str] = {}  # lower-cased email -> profile id
         for i in range(0, len(emails), LOOKUP_PAGE):
             chunk = emails[i : i + LOOKUP_PAGE]
             params = {"filter": f"any(email,{json.dumps(chunk)})", "page[size]": LOOKUP_PAGE}
-            found = self.client.request("GET", "/api/profiles", params=params).json()["data"]
-            ids.extend(p["id"] for p in found)
+            for p in self.client.request("GET", "/api/profiles", params=params).json()["data"]:
+                found[str(p["attributes"].get("email", "")).strip().lower()] = p["id"]
+        ids = list(found.values())
         for i in range(0, len(ids), RELATIONSHIP_LIMIT):
             data = [{"type": "profile", "id": pid} for pid in ids[i : i + RELATIONSHIP_LIMIT]]
             self.client.request(
                 "DELETE", f"/api/lists/{self.list_id}/relationships/profiles", json={"data": data}
             )
         # a profile Klaviyo no longer has is in no list: the removal holds
-        return [Outcome(r.key, True) for r in rows]
+        outcomes = [Outcome(r.key, True) for r in rows]
+        withdrawn = {
+            r.key: e.strip().lower()
+            for r, e in zip(rows, emails, strict=True)
+            if self.sync.purpose and r.reason and e.strip().lower() in found
+        }
+        if withdrawn:
+            try:
+                self._subscription_job(
+                    "profile-subscription-bulk-delete-job",
+                    "UNSUBSCRIBED",
+                    list(withdrawn.values()),
+                )
+            except HttpError as exc:
+                # a row that failed stays in the state, so the next run unsubscribes it again
+                return [
+                    Outcome(o.key, False, exc.message) if o.key in withdrawn else o
+                    for o in outcomes
+                ]
+        return outcomes
