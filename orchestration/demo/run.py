@@ -1,7 +1,8 @@
 """`cdp demo`: the whole CDP on one machine, against local vendor-faithful fakes.
 
-``DemoStack`` starts the fake APIs filled from the generator (HubSpot, Stripe, Zendesk as
-sources; HubSpot, Mailchimp, Klaviyo and a webhook receiver as destinations), writes the event
+``DemoStack`` starts the fake APIs filled from the generator (HubSpot, Stripe, Zendesk,
+Mailchimp and Klaviyo as sources; HubSpot, Mailchimp, Klaviyo and a webhook receiver as
+destinations), writes the event
 files and the product database, and points the environment variables at them. ``run_demo``
 then materializes the asset graph through Dagster and prints what came out. Tests use
 ``DemoStack`` too, so the demo and the end-to-end tests exercise the same wiring.
@@ -71,8 +72,9 @@ class DemoStack:
             ),
             "stripe": StripeFake.from_demo(self.data, token=os.environ["STRIPE_API_KEY"], **common),
             "zendesk": ZendeskFake.from_demo(self.data, **common),
-            "mailchimp": MailchimpFake(**common),
-            "klaviyo": KlaviyoFake(**common),
+            # the email tools are sources (their members and consent) and destinations alike
+            "mailchimp": MailchimpFake.from_demo(self.data, **common),
+            "klaviyo": KlaviyoFake.from_demo(self.data, **common),
             "webhook": WebhookReceiver(),
         }
         for server in self.servers.values():
