@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.bench_identity import build_identity as bench_build_identity
-from orchestration.demo.generator import TRUTH_COLUMN, DemoData
+from orchestration.demo.generator import TRUTH_COLUMN, DemoData, generate
 from orchestration.demo.warehouse import load_raw
 from tests.conftest import AS_OF
 
@@ -101,6 +101,9 @@ def frames(rows: dict[str, list[dict]]) -> DemoData:
             assert not row, f"unknown columns for {table}: {sorted(row)}"
             records.append(record)
         tables[table] = pl.DataFrame(records, schema={**schema, TRUTH_COLUMN: pl.Int64})
+    # every other raw table the dbt project reads exists, empty, in the generator's shape
+    for table, frame in generate(5, seed=0, as_of=AS_OF).tables.items():
+        tables.setdefault(table, frame.clear())
     return DemoData(seed=0, as_of=AS_OF, people=pl.DataFrame(), tables=tables)
 
 
