@@ -231,11 +231,7 @@ def test_consent_ledger_keeps_every_decision_and_the_profile_the_latest(built, s
     assert incomplete == 0
     assert {
         r[0] for r in con.execute("select distinct source from marts.consent_ledger").fetchall()
-    } == {
-        "app",
-        "hubspot",
-        "events",
-    }
+    } == {"app", "hubspot", "events", "mailchimp", "klaviyo"}
     # every consent event of the sources is a decision per purpose it names (email and sms)
     events = small_demo.tables["events.events"].filter(pl.col("event") == "Consent Updated")
     from_events = con.execute(
@@ -250,6 +246,24 @@ def test_consent_ledger_keeps_every_decision_and_the_profile_the_latest(built, s
     )
     assert by_source["app"] == users["marketing_opt_in"].drop_nulls().len()
     assert by_source["hubspot"] == contacts["hs_email_optout"].drop_nulls().len()
+    # email tools: unsubscribes, and subscriptions not written through the tool's API
+    members = small_demo.tables["mailchimp.members"]
+    profiles = small_demo.tables["klaviyo.profiles"]
+    assert (
+        by_source["mailchimp"]
+        == members.filter(
+            (pl.col("status") == "unsubscribed")
+            | ((pl.col("status") == "subscribed") & (pl.col("source") != "API - Generic"))
+        ).height
+    )
+    consent = pl.col("email_marketing_consent")
+    assert (
+        by_source["klaviyo"]
+        == profiles.filter(
+            (consent == "UNSUBSCRIBED")
+            | ((consent == "SUBSCRIBED") & (pl.col("email_marketing_method") != "API"))
+        ).height
+    )
     # the profile carries the latest decision per purpose (no decision: no consent)
     mismatched = con.execute(
         """
