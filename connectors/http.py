@@ -1,23 +1,33 @@
-"""The HTTP behaviour every API source shares, written once.
+"""The HTTP transport every API caller shares, written once: sources, syncs, deletions.
 
-- Retries with exponential backoff and full jitter on 429, 5xx, timeouts and dropped
-  connections, honouring ``Retry-After`` (seconds or an HTTP date) when the server sends it.
-- A client-side rate limit per source (requests per second), so a run stays under the vendor's
-  documented limit instead of bouncing off it.
-- Errors that help and leak nothing: 401/403/404 fail the whole source with a message naming
-  the environment variables to fix; messages carry method and path, never query strings,
-  headers or secret values (every known secret is masked out of any text that leaves here).
+- Retries with exponential backoff and jitter on 429, 5xx, timeouts and dropped connections,
+  honouring ``Retry-After`` (seconds or an HTTP date) when the server sends it.
+- Rate limits: a paced limit per source (``RateLimiter``, requests per second), and for syncs a
+  sliding window shared by every client of one destination account (``WindowLimiter``,
+  ``TieredLimiter``, ``limiter_for``), thread-safe, which a 429 pauses for the whole account.
+- Errors that help and leak nothing: messages carry method and path or host, never query
+  strings, headers or secret values (every known secret is masked out of any text that leaves
+  here). A source's 401/403/404 fail the whole source with a message naming the environment
+  variables to fix (``HttpClient``); a sync gets the vendor's own words (``HttpError``).
+
+``Transport`` is the one retry loop; ``RetryPolicy`` holds what differs between callers (how
+many retries, which statuses, which jitter), so their behaviour stays what each was tuned for.
 """
 
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
+import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -29,25 +39,143 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 LOOPBACK_HOSTS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
+_NOT_ERRORS = tuple(range(300, 400))  # a source takes any answer under 400 (e.g. 304)
 
 
-class RateLimiter:
+# -- rate limits -------------------------------------------------------------------------------
+
+
+class Limiter(Protocol):
+    """What the transport needs of a rate limit: a slot per request, and a pause after a 429."""
+
+    def acquire(self) -> Any: ...
+
+    def release(self, slot: Any) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+
+class _Pausable:
+    def __init__(self) -> None:
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+class RateLimiter(_Pausable):
     """At most ``per_second`` request starts per second (evenly spaced), shared across threads."""
 
     def __init__(self, per_second: float | None) -> None:
+        super().__init__()
         self.interval = 1.0 / per_second if per_second else 0.0
         self._next = 0.0
-        self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if not self.interval:
-            return
         with self._lock:
             now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
+            start = max(now, self._next, self._paused_until)
+            if self.interval:
+                self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+
+    def acquire(self) -> None:
+        self.wait()
+
+    def release(self, slot: Any) -> None:
+        return None
+
+
+class WindowLimiter(_Pausable):
+    """At most ``limit`` requests in any ``seconds`` window, shared by threads; honours pauses.
+
+    A request occupies its slot from the moment it is sent until its answer came back, and the
+    window is counted from that answer: the server saw the request at some moment in between,
+    so ``limit`` answers more than ``seconds`` old guarantee the server's own sliding window has
+    room, whatever the latency (timestamps taken at send time let jittery requests bunch up).
+    """
+
+    IN_FLIGHT = float("inf")
+
+    def __init__(self, limit: int, seconds: float, margin: float = 0.01) -> None:
+        super().__init__()
+        self.config = (int(limit), float(seconds))
+        self.limit = max(1, int(limit))
+        self.seconds = seconds * (1 + margin)
+        self._slots: deque[list[float]] = deque()
+
+    def acquire(self) -> list[float]:
+        """Block until a request may go; returns its slot, to ``release`` when answered."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._slots and now - self._slots[0][0] >= self.seconds:
+                    self._slots.popleft()
+                wait = self._paused_until - now
+                if wait <= 0 and len(self._slots) < self.limit:
+                    slot = [self.IN_FLIGHT]
+                    self._slots.append(slot)
+                    return slot
+                if wait <= 0:
+                    oldest = self._slots[0][0]
+                    wait = 0.002 if oldest == self.IN_FLIGHT else self.seconds - (now - oldest)
+            time.sleep(max(wait, 0.001))
+
+    def release(self, slot: list[float]) -> None:
+        with self._lock:
+            slot[0] = time.monotonic()
+
+
+class TieredLimiter:
+    """Several windows at once, e.g. Klaviyo's burst (per second) and steady (per minute) tiers."""
+
+    def __init__(self, tiers: list[tuple[int, float]]) -> None:
+        self.config = tuple(tiers)
+        self.tiers = [WindowLimiter(n, s) for n, s in tiers]
+
+    def acquire(self) -> list[list[float]]:
+        return [t.acquire() for t in self.tiers]
+
+    def release(self, slots: list[list[float]]) -> None:
+        for tier, slot in zip(self.tiers, slots, strict=True):
+            tier.release(slot)
+
+    def pause(self, seconds: float) -> None:
+        for t in self.tiers:
+            t.pause(seconds)
+
+
+_LIMITERS: dict[str, WindowLimiter | TieredLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def account_key(destination: str, base_url: str, credential: str | None) -> str:
+    """Identifies one destination account without keeping the credential in memory as a key."""
+    digest = hashlib.sha256((credential or "").encode()).hexdigest()[:16]
+    return f"{destination}|{base_url.rstrip('/')}|{digest}"
+
+
+def limiter_for(
+    key: str, limit: tuple[int, float] | list[tuple[int, float]] | None
+) -> WindowLimiter | TieredLimiter | None:
+    """The account's shared limiter (created on first use; a list of windows makes tiers)."""
+    if limit is None:
+        return None
+    with _LIMITERS_LOCK:
+        limiter = _LIMITERS.get(key)
+        if isinstance(limit, list):
+            wanted: tuple = tuple((int(n), float(s)) for n, s in limit)
+            if limiter is None or limiter.config != wanted:
+                limiter = _LIMITERS[key] = TieredLimiter(list(wanted))
+        elif limiter is None or limiter.config != (int(limit[0]), float(limit[1])):
+            limiter = _LIMITERS[key] = WindowLimiter(*limit)
+        return limiter
+
+
+# -- errors ----------------------------------------------------------------------------------
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -65,8 +193,215 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class HttpClient:
-    """A ``requests`` session bound to one vendor: base URL, auth, limits, retries, messages."""
+def response_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def error_message(response: requests.Response) -> str:
+    """The vendor's own words for an error, whatever its error-body convention."""
+    body = response_body(response)
+    if isinstance(body, dict):
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            first = body["errors"][0]
+            if isinstance(first, dict):
+                return str(first.get("detail") or first.get("message") or first)
+        for key in ("message", "detail", "error", "title"):
+            if body.get(key):
+                return str(body[key])
+    text = str(body)
+    return text[:500] if text else response.reason or f"HTTP {response.status_code}"
+
+
+class HttpError(Exception):
+    """A response the transport will not retry, or the last one when retries ran out.
+
+    ``status`` is None for a connection failure; ``problem`` names what went wrong in a few
+    words (``HTTP 503``, ``ConnectionError``); ``retries`` is set when retries were exhausted.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        message: str,
+        body: Any = None,
+        *,
+        text: str = "",
+        problem: str = "",
+        retries: int | None = None,
+    ) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.text = text
+        self.problem = problem or (f"HTTP {status}" if status else message)
+        self.retries = retries
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in SYNC_RETRY.retry_statuses
+
+
+# -- the transport ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a caller retries: the part that differs between ingest and syncs."""
+
+    max_retries: int = 8
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 30.0
+    # "full": uniform(0, ceiling), clients spread out; "equal": half the ceiling at least
+    jitter: str = "full"
+    retry_statuses: frozenset[int] = RETRY_STATUSES
+    retry_after_default_s: float | None = None  # a 429 without Retry-After: wait this long
+    retry_after_max_s: float = 120.0
+    retry_after_jitter_s: float = 0.1
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2**retry)
+        if self.jitter == "equal":
+            return ceiling * (0.5 + rng.random() / 2)
+        return rng.uniform(0, ceiling)
+
+
+INGEST_RETRY = RetryPolicy()
+SYNC_RETRY = RetryPolicy(
+    max_retries=7,
+    backoff_base_s=0.1,
+    backoff_max_s=8.0,
+    jitter="equal",
+    retry_statuses=frozenset({408, 425, 429, 500, 502, 503, 504}),
+    retry_after_default_s=1.0,
+    retry_after_max_s=math.inf,
+    retry_after_jitter_s=0.0,
+)
+
+
+class Transport:
+    """A ``requests`` session to one base URL: limits, retries, ``Retry-After``, masked errors.
+
+    Thread-safe: syncs send batches from several threads through one transport.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        limiter: Limiter | None = None,
+        policy: RetryPolicy = INGEST_RETRY,
+        secrets: tuple[str, ...] = (),
+        timeout_s: float = 30.0,
+        trust_env: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.limiter = limiter
+        self.policy = policy
+        self.secrets = tuple(s for s in secrets if s)
+        self.timeout_s = timeout_s
+        self.calls = 0
+        self.retries = 0
+        self.session = requests.Session()
+        self.session.headers.update(headers or {})
+        if auth:
+            self.session.auth = auth
+        if not trust_env:
+            # proxies from the environment resolved once, not re-read on every request
+            self.session.trust_env = False
+            self.session.proxies = requests.utils.get_environ_proxies(self.base_url)
+        self._count_lock = threading.Lock()
+        self._rng = random.Random()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (),
+    ) -> requests.Response:
+        """Send with retries; a 2xx response (or a status in ``ok``), else ``HttpError``."""
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        policy = self.policy
+        retry = 0
+        while True:
+            slot = self.limiter.acquire() if self.limiter is not None else None
+            with self._count_lock:
+                self.calls += 1
+            wait: float | None = None
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    headers=headers,
+                    timeout=self.timeout_s,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                # the exception text holds the full URL: a Slack or webhook URL is itself a
+                # secret, and messages reach the warehouse, so name the host only
+                problem = type(exc).__name__
+                error = HttpError(None, f"{problem} reaching {urlsplit(url).netloc}")
+                error.problem = problem
+            else:
+                status = response.status_code
+                if status < 300 or status in ok:
+                    return response
+                text = self.mask(response.text)
+                error = HttpError(
+                    status,
+                    self.mask(error_message(response)),
+                    response_body(response),
+                    text=text,
+                )
+                if status not in policy.retry_statuses:
+                    raise error
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                if wait is None and status == 429:
+                    wait = policy.retry_after_default_s
+            finally:
+                if self.limiter is not None:
+                    self.limiter.release(slot)
+            if retry >= policy.max_retries:
+                error.retries = retry
+                raise error
+            paused = wait is not None and self.limiter is not None
+            if wait is not None:
+                wait = min(wait, policy.retry_after_max_s)
+                wait += self._rng.uniform(0, policy.retry_after_jitter_s)
+            else:
+                wait = policy.backoff(retry, self._rng)
+            retry += 1
+            with self._count_lock:
+                self.retries += 1
+            log.info("%s %s: %s, retry %d in %.2fs", method, path, error.problem, retry, wait)
+            if paused:
+                self.limiter.pause(wait)  # the whole account waits, not just this thread
+            elif wait > 0:
+                time.sleep(wait)
+
+
+class HttpClient(Transport):
+    """A transport bound to one source's vendor: its errors become ``ConnectorError``s."""
 
     def __init__(
         self,
@@ -84,45 +419,32 @@ class HttpClient:
         retry_after_max_s: float = 120.0,
         timeout_s: float = 30.0,
     ) -> None:
+        super().__init__(
+            base_url,
+            headers={"Accept": "application/json", **(headers or {})},
+            auth=auth,
+            limiter=RateLimiter(rate_limit_per_s),
+            policy=RetryPolicy(
+                max_retries=max_retries,
+                backoff_base_s=backoff_base_s,
+                backoff_max_s=backoff_max_s,
+                retry_after_max_s=retry_after_max_s,
+            ),
+            secrets=secrets,
+            timeout_s=timeout_s,
+            trust_env=False,
+        )
         self.vendor = vendor
-        self.base_url = base_url.rstrip("/")
         self.credential_vars = credential_vars
-        self.secrets = tuple(s for s in secrets if s)
-        self.limiter = RateLimiter(rate_limit_per_s)
-        self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.retry_after_max_s = retry_after_max_s
-        self.timeout_s = timeout_s
-        self.retries = 0
-        self.requests = 0
-        self.session = requests.Session()
-        self.session.headers.update({"Accept": "application/json", **(headers or {})})
-        if auth:
-            self.session.auth = auth
-        # proxies from the environment resolved once, not re-read on every request
-        self.session.trust_env = False
-        self.session.proxies = requests.utils.get_environ_proxies(self.base_url)
-        self._rng = random.Random()
 
-    def close(self) -> None:
-        self.session.close()
-
-    def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+    @property
+    def requests(self) -> int:
+        return self.calls
 
     def _fail(
         self, message: str, *, source_wide: bool = False, status: int | None = None
     ) -> ConnectorError:
         return ConnectorError(self.mask(message), source_wide=source_wide, status=status)
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.retry_after_max_s) + self._rng.uniform(0, 0.1)
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
-        return self._rng.uniform(0, ceiling)  # full jitter: clients do not retry in lockstep
 
     def request(
         self,
@@ -136,50 +458,30 @@ class HttpClient:
         what = f"{self.vendor} {method} {path}"
         data = orjson.dumps(json_body) if json_body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
-        attempt = 0
-        while True:
-            self.limiter.wait()
-            self.requests += 1
-            retry_after = None
-            try:
-                response = self.session.request(
-                    method,
-                    self.base_url + path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    timeout=self.timeout_s,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = type(exc).__name__
-            else:
-                status = response.status_code
-                if status < 400:
-                    return response
-                if status in (401, 403):
-                    raise self._fail(
-                        f"{what}: HTTP {status}, the credentials were refused; "
-                        f"check {' and '.join(self.credential_vars)}",
-                        source_wide=True,
-                        status=status,
-                    )
-                if status == 404:
-                    raise self._fail(
-                        f"{what}: HTTP 404, no such endpoint; check {self.vendor.upper()}_BASE_URL",
-                        source_wide=True,
-                        status=status,
-                    )
-                if status not in RETRY_STATUSES:
-                    raise self._fail(f"{what}: HTTP {status}: {response.text[:300]}", status=status)
-                problem = f"HTTP {status}"
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            if attempt >= self.max_retries:
-                raise self._fail(f"{what}: {problem}, giving up after {attempt} retries")
-            delay = self._backoff(attempt, retry_after)
-            attempt += 1
-            self.retries += 1
-            log.info("%s: %s, retry %d in %.2fs", what, problem, attempt, delay)
-            time.sleep(delay)
+        try:
+            return self.send(
+                method, path, params=params, data=data, headers=headers, ok=_NOT_ERRORS
+            )
+        except HttpError as exc:
+            status = exc.status
+            if exc.retries is not None:
+                raise self._fail(
+                    f"{what}: {exc.problem}, giving up after {exc.retries} retries"
+                ) from None
+            if status in (401, 403):
+                raise self._fail(
+                    f"{what}: HTTP {status}, the credentials were refused; "
+                    f"check {' and '.join(self.credential_vars)}",
+                    source_wide=True,
+                    status=status,
+                ) from None
+            if status == 404:
+                raise self._fail(
+                    f"{what}: HTTP 404, no such endpoint; check {self.vendor.upper()}_BASE_URL",
+                    source_wide=True,
+                    status=status,
+                ) from None
+            raise self._fail(f"{what}: HTTP {status}: {exc.text[:300]}", status=status) from None
 
     def get_json(self, path: str, params: Any = None) -> Any:
         return self.parse(self.request("GET", path, params=params), path)
