@@ -33,7 +33,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 
 from orchestration.privacy.normalize import Identifier
-from orchestration.privacy.scan import ANY_TYPE, Scanner, Target
+from orchestration.privacy.scan import ANY_TYPE, Scanner
 from orchestration.serve.writer import (
     CLOSED_SUFFIX,
     LOCK_NAME,
@@ -150,19 +149,6 @@ class FileOutcome:
 # -- matching --------------------------------------------------------------------------------
 
 
-def _prefilter(target: Target) -> re.Pattern[str] | None:
-    """The scan's cheap test in Python (on lower-cased text): whole files skip DuckDB."""
-    terms = []
-    for needle in sorted({*target.emails, *(v.lower() for _, v in target.typed_ids)}):
-        terms.append(
-            rf"(?:^|\D){re.escape(needle)}(?:\D|$)" if needle.isdigit() else re.escape(needle)
-        )
-    for phone in target.phones:
-        tail = phone[-10:] if phone.startswith("+1") else phone[-8:]
-        terms.append(r"\D{0,3}".join(tail))
-    return re.compile("|".join(terms)) if terms else None
-
-
 class Matcher:
     """The warehouse scan's rules applied to the lines and rows of files (in-memory DuckDB)."""
 
@@ -170,17 +156,15 @@ class Matcher:
         self.con = duckdb.connect()
         self.scanner = Scanner(self.con, identifiers)
         self.scanner.extra_keys[EXPORT_KEYS] = {"_key": (ANY_TYPE,)}
-        self.pattern = _prefilter(self.scanner.target)
+        target = self.scanner.target
+        self.empty = not (target.emails or target.phones or target.typed_ids)
 
     def close(self) -> None:
         self.con.close()
 
-    def may_hold(self, text: str) -> bool:
-        return self.pattern is not None and self.pattern.search(text.lower()) is not None
-
     def rows(self, table: pa.Table, keys_of: str) -> set[int]:
         """Positions of the rows of ``table`` that hold the person."""
-        if self.pattern is None or table.num_rows == 0:
+        if self.empty or table.num_rows == 0:
             return set()
         table = table.append_column("_file_row", pa.array(range(table.num_rows), pa.int64()))
         self.con.register("_file_rows_in", table)
@@ -197,14 +181,19 @@ class Matcher:
         ).fetchall()
         return {n for (n,) in found}
 
-    def lines(self, lines: list[bytes], keys_of: str) -> set[int]:
-        """Positions of the JSON lines that hold the person (a line is matched as one cell)."""
-        texts = [line.decode("utf-8", errors="replace") for line in lines]
-        candidates = [i for i, text in enumerate(texts) if self.may_hold(text)]
-        if not candidates:
+    def lines(self, data: bytes, lines: list[bytes], keys_of: str) -> set[int]:
+        """Positions of the JSON lines of ``data`` that hold the person (a line is one cell).
+
+        Every line goes to DuckDB, whose vectorized prefilter (the scan's) is far quicker than a
+        regex pass in Python; only lines that pass it are taken apart.
+        """
+        if self.empty or not lines:
             return set()
-        table = pa.table({"line": [texts[i].rstrip("\r\n") for i in candidates]})
-        return {candidates[n] for n in self.rows(table, keys_of)}
+        try:
+            texts = pa.array(lines, pa.binary()).cast(pa.string())
+        except pa.ArrowInvalid:  # not UTF-8 throughout: match what it decodes to
+            texts = pa.array([line.decode("utf-8", errors="replace") for line in lines])
+        return self.rows(pa.table({"line": texts}), keys_of)
 
 
 # -- reading and writing files ---------------------------------------------------------------
@@ -232,7 +221,10 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def split_lines(data: bytes) -> list[bytes]:
-    return data.splitlines(keepends=True)
+    """Lines as JSON-lines readers see them: ended by ``\\n`` only, each with its end."""
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    return [*lines, parts[-1]] if parts[-1] else lines
 
 
 def csv_records(data: bytes) -> tuple[list[bytes], list[list[str]]]:
@@ -305,7 +297,7 @@ def rewrite_lines(
     """Drop the person's lines of a JSON-lines file; every other line keeps its bytes."""
     with (locked_current if lock else unlocked)(path) as data:
         lines = split_lines(data)
-        drop = matcher.lines(lines, keys_of)
+        drop = matcher.lines(data, lines, keys_of)
         result = Rewrite(removed=len(drop), kept=len(lines) - len(drop))
         position = 0
         for n, line in enumerate(lines):
@@ -422,7 +414,7 @@ class FileEraser:
         self.matcher.close()
 
     def erase(self) -> list[FileOutcome]:
-        if self.matcher.pattern is None:
+        if self.matcher.empty:
             return []
         self._remove_stale_temp_files()
         outcomes = self._events()
