@@ -79,22 +79,75 @@ login_times as (
 
 ),
 
+-- each device's records in time order: for every view the last login at or before it and the
+-- first at or after it (window functions, not a join of every view with every login of its device,
+-- so a kiosk with thousands of users stays n log n)
+timeline as (
+
+    select
+        node_id, seen_at, record_id, record_model, record_key, cast(null as timestamp) as login_at
+    from candidates
+    union all
+    select node_id, seen_at, null, null, null, seen_at
+    from login_times
+
+),
+
+neighbours as (
+
+    select
+        record_id,
+        record_model,
+        record_key,
+        node_id,
+        extract(epoch from seen_at) as seen_epoch,
+        max(login_at) over (
+            partition by node_id order by seen_at
+            range between unbounded preceding and current row
+        ) as login_before,
+        min(login_at) over (
+            partition by node_id order by seen_at
+            range between current row and unbounded following
+        ) as login_after
+    from timeline
+
+),
+
+-- the nearer of the two; a tie goes to the earlier
+nearest_login as (
+
+    select
+        record_id,
+        record_model,
+        record_key,
+        node_id,
+        seen_epoch,
+        case
+            when login_after is null then login_before
+            when login_before is null then login_after
+            when seen_epoch - extract(epoch from login_before)
+                <= extract(epoch from login_after) - seen_epoch then login_before
+            else login_after
+        end as login_at
+    from neighbours
+    where record_id is not null
+
+),
+
 in_window as (
 
     select
-        c.record_id,
-        c.record_model,
-        c.record_key,
+        n.record_id,
+        n.record_model,
+        n.record_key,
         l.customer_id,
         l.record_model || '|' || l.record_key as attributed_via,
-        c.node_id as session_node_id,
+        n.node_id as session_node_id,
         l.seen_at as login_at,
-        abs(extract(epoch from l.seen_at) - extract(epoch from c.seen_at)) as seconds_apart
-    from candidates as c
-    inner join login_times as l
-        on l.node_id = c.node_id
-        and l.seen_at >= {{ dbt.dateadd('minute', -window_minutes, 'c.seen_at') }}
-        and l.seen_at <= {{ dbt.dateadd('minute', window_minutes, 'c.seen_at') }}
+        abs(extract(epoch from l.seen_at) - n.seen_epoch) as seconds_apart
+    from nearest_login as n
+    inner join login_times as l on l.node_id = n.node_id and l.seen_at = n.login_at
+    where abs(extract(epoch from l.seen_at) - n.seen_epoch) <= {{ window_minutes * 60 }}
 
 ),
 
