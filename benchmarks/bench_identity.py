@@ -91,29 +91,21 @@ def node_seconds(run_results: dict, name: str) -> float:
     raise KeyError(name)
 
 
-_THREAD = re.compile(r"\[(Thread-\d+|MainThread)[^\]]*\]: ")
-_STATUS = re.compile(r"SQL status: \S+ in ([0-9.]+) seconds")
+_COMPONENTS_LOG = re.compile(r"identity components: (\S+) (\d+) rounds in ([0-9.]+) s")
 
 
 def component_step_seconds(log_path: Path, model: str = COMPONENT_MODELS[0]) -> float:
-    """Seconds the connected-components rounds of ``model`` took, from dbt's debug log: the sum of
-    its statements on the macro's work tables (edges in, label rounds, contraction, composition),
-    without the model's own table build around them."""
-    total = 0.0
-    statement: dict[str, list[str]] = {}
-    current = None
+    """Seconds the connected-components macro of ``model`` took, as the macro logs it: wall time
+    from reading the edges to the materialized labels (every round, the composition of the
+    rounds' labels), without the model's own table build around it. The last run's figure."""
+    seconds = None
     for line in log_path.read_text(errors="replace").splitlines():
-        match = _THREAD.search(line)
-        if match:
-            current = match.group(1)
-            status = _STATUS.search(line)
-            if status and any(f"{model}__" in part for part in statement.pop(current, [])):
-                total += float(status.group(1))
-            if f"On model.composable_cdp.{model}:" in line:
-                statement[current] = []
-        elif current in statement:
-            statement[current].append(line)
-    return total
+        match = _COMPONENTS_LOG.search(line)
+        if match and match.group(1) == model:
+            seconds = float(match.group(3))
+    if seconds is None:
+        raise ValueError(f"no components timing for {model} in {log_path}")
+    return seconds
 
 
 def record_truth(data: DemoData) -> pl.DataFrame:

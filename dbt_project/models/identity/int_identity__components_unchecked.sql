@@ -40,10 +40,10 @@
 {%- if is_incremental() and execute %}
     {#- the region, once, for the component rounds and the output below -#}
     {% call statement('identity_region') %}
-        create or replace table {{ this.schema }}.int_identity__components_unchecked__region as
+        create or replace temp table int_identity__components_unchecked__region as
         {{ region_sql }}
     {% endcall %}
-    {%- set edges_sql = edges_sql | replace('region_nodes', this.schema ~ '.int_identity__components_unchecked__region') %}
+    {%- set edges_sql = edges_sql | replace('region_nodes', 'temp.main.int_identity__components_unchecked__region') %}
 {%- endif %}
 
 with
@@ -51,7 +51,7 @@ with
 nodes as (
 
     {%- if is_incremental() %}
-    select node_id from {{ this.schema }}.int_identity__components_unchecked__region
+    select node_id from temp.main.int_identity__components_unchecked__region
     {%- else %}
     select node_id from {{ ref('int_identity__identifiers') }}
     {%- endif %}
