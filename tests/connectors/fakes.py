@@ -10,6 +10,8 @@ import pytest
 
 from orchestration.demo.fakes.base import FakeServer
 from orchestration.demo.fakes.hubspot import HubSpotFake
+from orchestration.demo.fakes.klaviyo import KlaviyoFake
+from orchestration.demo.fakes.mailchimp import MailchimpFake
 from orchestration.demo.fakes.stripe import StripeFake
 from orchestration.demo.fakes.zendesk import ZendeskFake
 from orchestration.demo.generator import DemoData
@@ -18,6 +20,21 @@ TOKENS = {
     "hubspot": "pat-test-hubspot-0123",
     "stripe": "sk_test_0123456789",
     "zendesk": "zd-tok-99",
+    "mailchimp": "mc-test-key-us1",
+    "klaviyo": "pk_test_klaviyo",
+}
+TOKEN_VARS = {
+    "hubspot": "HUBSPOT_ACCESS_TOKEN",
+    "stripe": "STRIPE_API_KEY",
+    "mailchimp": "MAILCHIMP_API_KEY",
+    "klaviyo": "KLAVIYO_API_KEY",
+}
+FAKES = {
+    "hubspot": HubSpotFake,
+    "stripe": StripeFake,
+    "zendesk": ZendeskFake,
+    "mailchimp": MailchimpFake,
+    "klaviyo": KlaviyoFake,
 }
 ZENDESK_EMAIL = "agent@example.com"
 
@@ -33,9 +50,8 @@ def serve(
         monkeypatch.setenv("ZENDESK_API_TOKEN", TOKENS["zendesk"])
     else:
         kwargs.setdefault("token", TOKENS[vendor])
-        var = "HUBSPOT_ACCESS_TOKEN" if vendor == "hubspot" else "STRIPE_API_KEY"
-        monkeypatch.setenv(var, TOKENS[vendor])
-    cls = {"hubspot": HubSpotFake, "stripe": StripeFake, "zendesk": ZendeskFake}[vendor]
+        monkeypatch.setenv(TOKEN_VARS[vendor], TOKENS[vendor])
+    cls = FAKES[vendor]
     fake = cls.from_demo(data, **kwargs) if data is not None else cls(**kwargs)
     # FakeServer.start() polls for shutdown every 0.5 s; a short poll keeps teardown quick
     thread = threading.Thread(

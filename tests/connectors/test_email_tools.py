@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import threading
-from collections.abc import Iterator
 
 import pytest
 
 from connectors import klaviyo, mailchimp
 from connectors.ingest import ingest, ingest_stream
-from orchestration.demo.fakes.klaviyo import KlaviyoFake
-from orchestration.demo.fakes.mailchimp import MailchimpFake
 from orchestration.demo.generator import MAILCHIMP_LIST_ID
+from tests.connectors.fakes import serve
 from tests.connectors.helpers import assert_raw_equals_source, rows, scalar
 
-KEYS = {"mailchimp": "mc-test-key-us1", "klaviyo": "pk_test_klaviyo"}
 TABLES = {"mailchimp": "mailchimp.members", "klaviyo": "klaviyo.profiles"}
-
-
-@contextlib.contextmanager
-def serve(vendor: str, data, monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    cls = {"mailchimp": MailchimpFake, "klaviyo": KlaviyoFake}[vendor]
-    fake = cls.from_demo(data, token=KEYS[vendor]) if data is not None else cls(token=KEYS[vendor])
-    thread = threading.Thread(
-        target=fake._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    monkeypatch.setenv(f"{vendor.upper()}_API_KEY", KEYS[vendor])
-    monkeypatch.setenv(f"{vendor.upper()}_BASE_URL", fake.url)
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.mark.parametrize("vendor", list(TABLES))
@@ -85,9 +64,7 @@ def test_mailchimp_unsubscribe_and_a_second_audience_arrive_next_run(
         assert scalar(cdp_env, "select count(*) from ops.quarantine") == 0
 
 
-def test_mailchimp_members_changed_in_one_second_beyond_a_page_are_all_read(
-    cdp_env, monkeypatch
-):
+def test_mailchimp_members_changed_in_one_second_beyond_a_page_are_all_read(cdp_env, monkeypatch):
     """250 members changed in the same second, pages of 40: nothing lost or doubled."""
     monkeypatch.setattr(mailchimp, "PAGE_COUNT", 40)
     with serve("mailchimp", None, monkeypatch) as fake:
@@ -100,7 +77,9 @@ def test_mailchimp_members_changed_in_one_second_beyond_a_page_are_all_read(
         result = ingest_stream("mailchimp", "members")
         assert result.status == "ok", result.message
         assert result.rows_loaded == 250
-        assert scalar(cdp_env, "select count(distinct member_key) from raw_mailchimp.members") == 251
+        assert (
+            scalar(cdp_env, "select count(distinct member_key) from raw_mailchimp.members") == 251
+        )
 
 
 def test_klaviyo_consent_changes_arrive_next_run_with_their_method(

@@ -16,6 +16,7 @@ from orchestration.demo.fakes.klaviyo import KlaviyoFake
 from reverse_etl.engine import run_sync
 from reverse_etl.state import connect
 from tests.reverse_etl.conftest import expected_members, make_sync, refresh_model, sql
+from tests.reverse_etl.test_mailchimp_consent import _set_consent
 
 LIST = "upgrade-flow"
 KEY = "pk_test_unsub"
@@ -28,14 +29,6 @@ def _configure(fake: KlaviyoFake, monkeypatch) -> None:
 
 def _sync():
     return make_sync("klaviyo", options={"list_name": LIST, "poll_interval": 0.01})
-
-
-def _set_consent(db: Path, email: str, granted: bool) -> None:
-    sql(
-        db,
-        "update marts.customers set email_marketing_consent = ? where email = ?",
-        [granted, email],
-    )
 
 
 def _suppress(db: Path, email: str) -> None:
@@ -126,4 +119,3 @@ def test_a_deleted_profile_is_not_recreated_by_the_unsubscribe(warehouse, monkey
         assert (result.status, result.removed) == ("success", 1)
         assert fake.profile(gone) is None
         assert fake.count("POST", "/api/profile-subscription-bulk-delete-jobs") == 0
-
