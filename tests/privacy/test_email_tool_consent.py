@@ -5,7 +5,8 @@ consent-gated mirror syncs back into the same fakes.
   email destination (the mirror run after the ingest removes and unsubscribes them);
 - a re-grant in the app after that unsubscribe wins again (sent and subscribed again);
 - our own syncs' subscriptions read back by the next ingest are not consent: a withdrawal in the
-  app dated before the sync subscribed the person still holds.
+  app dated before the sync subscribed the person still holds, also when the sync re-subscribed a
+  member a sign-up form once added (Mailchimp keeps the form as the member's source).
 """
 
 from __future__ import annotations
@@ -29,13 +30,21 @@ MODELS_ONLY = ("--exclude-resource-type", "test", "--exclude-resource-type", "un
 PROJECT = REPO_ROOT / "dbt_project"
 
 
-def _cycle(db) -> None:
-    """One pipeline run: ingest every source, build the models, run every sync."""
+def _ingest_build(db) -> None:
     failed = [r for r in ingest(db) if r.status == "failed"]
     assert not failed, [(r.source, r.stream, r.message) for r in failed]
     run_dbt(db, "build", *MODELS_ONLY, "--vars", VARS)
+
+
+def _sync(db) -> None:
     results = run_syncs(db_path=db, project_dir=PROJECT)
     assert all(r.status == "success" for r in results), [r.describe() for r in results]
+
+
+def _cycle(db) -> None:
+    """One pipeline run: ingest every source, build the models, run every sync."""
+    _ingest_build(db)
+    _sync(db)
 
 
 def _held(stack: DemoStack, sync) -> set[str]:
@@ -95,9 +104,9 @@ def test_email_tool_unsubscribes_gate_syncs_and_app_regrants_win_but_sync_echoes
     klaviyo = next(s for s in syncs if s.destination == "klaviyo")
     audience = mailchimp.options["audience"]
     before_first_sync = dt.datetime.now(dt.UTC)
-    _cycle(db)
+    _ingest_build(db)
 
-    # consented people the syncs sent, with their product user id
+    # consented people the syncs will send, with their product user id
     sent = {
         s.name: _query(
             db,
@@ -108,15 +117,14 @@ def test_email_tool_unsubscribes_gate_syncs_and_app_regrants_win_but_sync_echoes
         )
         for s in syncs
     }
-    person, person_user = next(
-        (e, u) for e, u in sent[mailchimp.name] if e in _held(stack, mailchimp)
-    )
+    person, person_user = sent[mailchimp.name][0]
     k_echo, k_user = next((e, u) for e, u in sent[klaviyo.name] if e != person)
-    m_echo, m_user = next(
-        (e, u)
-        for e, u in sent[mailchimp.name]
-        if e not in (person, k_echo) and e in _held(stack, mailchimp)
-    )
+    m_echo, m_user = next((e, u) for e, u in sent[mailchimp.name] if e not in (person, k_echo))
+    # the person signed up through the sync audience's own form before the first sync
+    stack.servers["mailchimp"].add_list(audience)
+    stack.servers["mailchimp"].person_subscribes(audience, person)
+    _sync(db)
+    assert {person, m_echo} <= _held(stack, mailchimp) and k_echo in _held(stack, klaviyo)
     marketing = stack.servers["klaviyo"].profile(k_echo)["marketing"]
     assert (marketing["consent"], marketing["method"]) == ("SUBSCRIBED", "API")  # our sync's
     assert stack.servers["mailchimp"].member(audience, m_echo)["source"] == "API - Generic"
@@ -156,7 +164,8 @@ def test_email_tool_unsubscribes_gate_syncs_and_app_regrants_win_but_sync_echoes
         assert _held(stack, sync) == consented, sync.name
 
     # 2) the person ticks the box in the product again, after the unsubscribe: that wins
-    _set_app_opt_in(person_user, True, dt.datetime.now(dt.UTC))
+    regranted_at = dt.datetime.now(dt.UTC)
+    _set_app_opt_in(person_user, True, regranted_at)
     _cycle(db)
     assert _consent(db, person) == (True, "app")
     assert person in _held(stack, mailchimp)
@@ -169,3 +178,15 @@ def test_email_tool_unsubscribes_gate_syncs_and_app_regrants_win_but_sync_echoes
         [person],
     )
     assert ("mailchimp", False) in ledger and ledger[-1] == ("app", True)
+
+    # 3) the sync re-subscribed them: Mailchimp shows a form opt-in (the member's source) at the
+    # sync's time. A withdrawal in the product dated between the re-grant and that re-subscribe
+    # (it reached us late) must still win: the opt-in is our echo, not the person's grant
+    member = stack.servers["mailchimp"].member(audience, person)
+    assert member["source"] == "Hosted Signup Form"
+    assert dt.datetime.fromisoformat(member["timestamp_opt"]) > regranted_at
+    _set_app_opt_in(person_user, False, regranted_at + dt.timedelta(milliseconds=1))
+    _cycle(db)
+    assert _consent(db, person) == (False, "app")
+    assert person not in _held(stack, mailchimp)
+    assert stack.servers["mailchimp"].member(audience, person)["status"] == "unsubscribed"

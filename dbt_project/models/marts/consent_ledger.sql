@@ -12,12 +12,21 @@
 --     syncs subscribe through the API, and their echo must not read back as consent. Mailchimp
 --     records API writes as source `API - Generic`; Klaviyo as method `API` (our syncs also set
 --     custom_method_detail `composable-cdp`). Sign-up forms, preference pages and imports count,
---     at the opt-in time (Mailchimp timestamp_opt, Klaviyo consent_timestamp);
+--     at the opt-in time (Mailchimp timestamp_opt, Klaviyo consent_timestamp). A Mailchimp member a
+--     form added keeps that `source` when our sync re-subscribes it (consent given again), so a
+--     Mailchimp opt-in within minutes of one of our syncs adding that address (ops.sync_row_results,
+--     written by reverse_etl) is our echo too, not a grant;
 --   * `cleaned` (bounced), `pending` (unconfirmed double opt-in), `transactional`, `archived` and
 --     NEVER_SUBSCRIBED say nothing about consent: no row.
 
 {#- the purposes a consent event may carry under properties.categories, and their channel -#}
 {%- set event_purposes = {'email_marketing': 'email', 'sms': 'sms'} %}
+{#- the sync audit tables exist once a sync has run; before that no echo can exist either -#}
+{%- set sync_results, sync_runs = none, none %}
+{%- if execute %}
+{%- set sync_results = adapter.get_relation(this.database, 'ops', 'sync_row_results') %}
+{%- set sync_runs = adapter.get_relation(this.database, 'ops', 'sync_runs') %}
+{%- endif %}
 
 with
 
@@ -67,6 +76,22 @@ crm_opt_outs as (
 
 ),
 
+our_mailchimp_adds as (
+
+    -- every address our Mailchimp syncs added (and so subscribed), when; row_key is the sync's
+    -- identity key, the email for every Mailchimp sync of this project
+    {%- if sync_results is not none and sync_runs is not none %}
+    select lower(trim(r.row_key)) as email, r."at" as added_at
+    from {{ sync_results }} as r
+    where r.operation = 'add' and r.status = 'success'
+        and r.sync_name in (select sync_name from {{ sync_runs }} where destination = 'mailchimp')
+    {%- else %}
+    select cast(null as varchar) as email, cast(null as timestamp) as added_at
+    where false
+    {%- endif %}
+
+),
+
 mailchimp_status as (
 
     select
@@ -86,7 +111,17 @@ mailchimp_status as (
     inner join record_customers as rc
         on rc.record_model = 'stg_mailchimp__members' and rc.record_key = m.mailchimp_member_key
     where m.status = 'unsubscribed'
-        or (m.status = 'subscribed' and coalesce(m.signup_source, '') <> 'API - Generic')
+        or (
+            m.status = 'subscribed'
+            and coalesce(m.signup_source, '') <> 'API - Generic'
+            and not exists (
+                select 1 from our_mailchimp_adds as a
+                where a.email = lower(trim(m.email))
+                    and m.opted_in_at
+                    between {{ dbt.dateadd('minute', -10, 'a.added_at') }}
+                    and {{ dbt.dateadd('minute', 10, 'a.added_at') }}
+            )
+        )
 
 ),
 
