@@ -75,6 +75,11 @@ class EventsConnector(Connector):
                 offset = 0
             if stat.st_size == offset:
                 continue
+            if offset and not _at_line_start(path, offset):
+                # a file rewritten (by `cdp forget`) before its cursor moved: the offset may point
+                # mid-line; read it again (events are keyed by message id: no doubles)
+                log.warning("%s: cursor not at a line start, reading it again from the start", key)
+                offset = 0
             settled = time.time() - stat.st_mtime > SETTLED_SECONDS
             for lines, new_offset in self._chunks(path, offset, settled):
                 offsets[key] = new_offset
@@ -98,3 +103,10 @@ class EventsConnector(Connector):
                     lines, yielded = [], offset
             if offset != yielded:
                 yield lines, offset
+
+
+def _at_line_start(path: Path, offset: int) -> bool:
+    """Whether ``offset`` follows a newline, i.e. where a whole line starts."""
+    with path.open("rb") as f:
+        f.seek(offset - 1)
+        return f.read(1) == b"\n"

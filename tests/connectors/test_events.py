@@ -150,3 +150,26 @@ def test_suppressed_people_are_dropped_and_counted_in_ingest_runs(cdp_env, event
     assert (result.rows_read, result.rows_loaded, result.rows_suppressed) == (3, 1, 2)
     assert rows(cdp_env, "select message_id from raw_events.events") == [("s3",)]
     assert scalar(cdp_env, "select rows_suppressed from ops.ingest_runs") == 2
+
+
+def test_a_file_rewritten_before_its_cursor_moved_is_read_again_not_from_mid_line(
+    cdp_env, events_dir
+):
+    # `cdp forget` rewrites event files; if it dies before moving the cursor, the old offset can
+    # land inside a line of the shorter, since-appended file
+    events_dir.mkdir()
+    path = events_dir / "events-1.jsonl"
+
+    def line(mid: str, pad: int = 0) -> str:
+        return json.dumps({"type": "track", "event": "E", "messageId": mid, "p": "x" * pad}) + "\n"
+
+    path.write_text(line("a", 200) + line("b") + line("c"))
+    old_size = path.stat().st_size
+    assert ingest_stream("events", "events").rows_loaded == 3
+    path.write_text(line("b") + line("c") + line("d", 300) + line("e"))
+    assert path.read_bytes()[old_size - 1 : old_size] != b"\n"  # the stale cursor is mid-line
+    run = ingest_stream("events", "events")
+    assert run.status == "ok"
+    ids = [r[0] for r in rows(cdp_env, "select message_id from raw_events.events order by 1")]
+    assert ids == ["a", "b", "c", "d", "e"]
+    assert scalar(cdp_env, "select count(*) from ops.quarantine") == 0
