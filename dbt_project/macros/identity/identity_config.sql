@@ -113,7 +113,36 @@
     recomputed (all of them after a full build). Downstream incremental models redo exactly these:
     they are whole components, so customers never straddle the boundary. -#}
 {% macro identity_touched_nodes() -%}
+    {%- set unchecked = ref('int_identity__components_unchecked') %}
     select node_id
-    from {{ ref('int_identity__components_unchecked') }}
-    where watermark = (select max(watermark) from {{ ref('int_identity__components_unchecked') }})
+    from {{ unchecked }}
+    where watermark = {{ identity_watermark(unchecked, 'watermark') }}
+{%- endmacro %}
+
+{#- The largest value of a timestamp column, read once when the model compiles and inlined as a
+    literal: a filter `loaded_at > <literal>` lets DuckDB skip whole row groups by their min/max
+    (appended loads are clustered by load time), where `> (select max(...))` scans every row.
+    Before anything is loaded (or at parse time) it is 1900-01-01. -#}
+{% macro identity_watermark(relation, column, where=none) -%}
+    {%- set floor = "cast('1900-01-01' as timestamp)" -%}
+    {%- if not execute or relation is none -%}{{ return(floor) }}{%- endif -%}
+    {%- set query -%}
+        select cast(cast(max({{ column }}) as timestamp) as varchar) from {{ relation }}
+        {%- if where %} where {{ where }}{% endif %}
+    {%- endset -%}
+    {%- set value = run_query(query).columns[0].values()[0] -%}
+    {%- if value is none -%}{{ return(floor) }}{%- endif -%}
+    {{ return("cast('" ~ value ~ "' as timestamp)") }}
+{%- endmacro %}
+
+{#- The touched identifiers' components (all identifiers after a full build), held-back ones left
+    out: incremental models join this (as a materialized CTE) instead of the whole components
+    table, so the planner cannot join millions of rows before it filters. -#}
+{% macro identity_touched_components() -%}
+    select c.node_id, c.component_id
+    from {{ ref('int_identity__components') }} as c
+    where c.holdback_reason is null
+    {%- if is_incremental() %}
+        and c.node_id in ({{ identity_touched_nodes() }})
+    {%- endif %}
 {%- endmacro %}

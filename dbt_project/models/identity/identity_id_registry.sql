@@ -15,6 +15,12 @@
 -- depends_on: {{ ref('identity_merges') }}
 with
 
+components as materialized (
+
+    {{ identity_touched_components() }}
+
+),
+
 current_ids as (
 
     select
@@ -23,13 +29,9 @@ current_ids as (
         ci.customer_id,
         ci.customer_first_seen_at,
         {{ cdp_now() }} as assigned_at
-    from {{ ref('int_identity__identifiers') }} as i
-    {%- if is_incremental() %}
-    inner join ({{ identity_touched_nodes() }}) as t on t.node_id = i.node_id
-    {%- endif %}
-    inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
+    from components as c
+    inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
-    where c.holdback_reason is null
 
 )
 

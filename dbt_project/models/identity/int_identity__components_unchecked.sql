@@ -13,7 +13,7 @@
 -- identifier of the components those were in. New edges only join touched identifiers, so the
 -- region holds whole components and the result equals a full rebuild's (component_id is the
 -- smallest node_id of a component either way).
-{%- set watermark_sql %}(select coalesce(max(watermark), cast('1900-01-01' as timestamp)) from {{ this }}){% endset %}
+{%- set watermark_sql = identity_watermark(this, 'watermark') if is_incremental() else '' %}
 {%- set region_sql %}
     select node_id from {{ this }}
     where component_id in (

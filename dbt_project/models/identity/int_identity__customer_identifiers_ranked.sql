@@ -12,6 +12,12 @@
 -- runs redo the touched identifiers: whole customers, so the ranks are complete.
 with
 
+components as materialized (
+
+    {{ identity_touched_components() }}
+
+),
+
 joined as (
 
     select
@@ -24,13 +30,9 @@ joined as (
         i.sources,
         i.record_count,
         i.max_per_customer
-    from {{ ref('int_identity__identifiers') }} as i
-    {%- if is_incremental() %}
-    inner join ({{ identity_touched_nodes() }}) as t on t.node_id = i.node_id
-    {%- endif %}
-    inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
+    from components as c
+    inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
-    where c.holdback_reason is null
 
 ),
 

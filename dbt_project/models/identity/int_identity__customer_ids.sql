@@ -20,7 +20,14 @@
 
 with
 
-components as (
+-- held-back identifiers identify nobody
+touched as materialized (
+
+    {{ identity_touched_components() }}
+
+),
+
+components as materialized (
 
     select
         c.component_id,
@@ -29,13 +36,8 @@ components as (
         i.id_value,
         i.priority,
         i.first_seen_at
-    from {{ ref('int_identity__components') }} as c
-    {%- if is_incremental() %}
-    inner join ({{ identity_touched_nodes() }}) as t on t.node_id = c.node_id
-    {%- endif %}
+    from touched as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
-    -- held-back identifiers identify nobody
-    where c.holdback_reason is null
 
 ),
 
@@ -60,10 +62,14 @@ anchors as (
 ),
 
 {% if registry is not none %}
+-- only the registered identifiers of these components (a semi-join, not a copy of the registry)
 registry as (
 
-    select id_type, id_value, customer_id, customer_first_seen_at
-    from {{ registry }}
+    select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
+    from {{ registry }} as r
+    where exists (
+        select 1 from components as c where c.id_type = r.id_type and c.id_value = r.id_value
+    )
 
 ),
 
@@ -159,7 +165,7 @@ final as (
     left join absorbed as ab on ab.component_id = m.component_id
     -- a minted id some registered customer already holds (checked for the minted ids only)
     left join (
-        select distinct customer_id from registry
+        select distinct customer_id from {{ registry }}
         where customer_id in (select minted_id from minted)
     ) as t on t.customer_id = m.minted_id
     {%- endif %}

@@ -17,7 +17,7 @@ touched as (
 
     select distinct node_id
     from {{ ref('int_identity__record_nodes') }}
-    where loaded_at > (select max(max_loaded_at) from {{ this }})
+    where loaded_at > {{ identity_watermark(this, 'max_loaded_at') }}
 
 ),
 {% endif %}

@@ -16,7 +16,7 @@ record_nodes as (
     {%- if is_incremental() %}
     where node_id in (
         select node_id from {{ ref('int_identity__record_nodes') }}
-        where loaded_at > (select max(max_loaded_at) from {{ this }})
+        where loaded_at > {{ identity_watermark(this, 'max_loaded_at') }}
     )
     {%- endif %}
 

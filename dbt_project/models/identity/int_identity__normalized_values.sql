@@ -18,7 +18,7 @@ raw_values as (
     from {{ ref('int_identity__record_identifiers') }} as r
     where id_type is not null
     {%- if is_incremental() %}
-        and loaded_at > (select max(loaded_at) from {{ this }})
+        and loaded_at > {{ identity_watermark(this, 'loaded_at') }}
     {%- endif %}
     group by id_type, raw_value
 

@@ -26,7 +26,7 @@ affected as (
     union
     select record_id
     from {{ ref('int_identity__record_identifiers') }}
-    where loaded_at > (select max(loaded_at) from {{ this }})
+    where loaded_at > {{ identity_watermark(this, 'loaded_at') }}
     union
     -- session attribution is rebuilt whole: redo the records it now attributes differently (a
     -- new login can claim older page views of its device) or no longer attributes
@@ -63,7 +63,8 @@ records as (
 
 ),
 
-record_nodes as (
+-- materialized: filtered before the join with every component, not after
+record_nodes as {% if is_incremental() %}materialized {% endif %}(
 
     select rn.record_id, rn.node_id
     from {{ ref('int_identity__record_nodes') }} as rn

@@ -49,11 +49,7 @@ with
         {%- endfor %}
     ) as k
     {%- if is_incremental() %}
-    where r._loaded_at > (
-        select coalesce(max(loaded_at), cast('1900-01-01' as timestamp))
-        from {{ this }}
-        where record_model = '{{ input.name }}'
-    )
+    where r._loaded_at > {{ identity_watermark(this, 'loaded_at', "record_model = '" ~ input.name ~ "'") }}
     {%- endif %}
 
 ),

@@ -14,7 +14,7 @@ record_identifiers as (
     select * from {{ ref('int_identity__record_identifiers') }}
     where id_type is not null
     {%- if is_incremental() %}
-        and loaded_at > (select max(loaded_at) from {{ this }})
+        and loaded_at > {{ identity_watermark(this, 'loaded_at') }}
     {%- endif %}
 
 ),
