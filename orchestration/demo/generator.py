@@ -468,8 +468,9 @@ def _email_tools(
             "fname": mc["first_name"],
             "lname": mc["last_name"],
             # Mailchimp sends an empty merge field or reason as "", not null
-            "phone": _null_where(_phone_variant(rng, mc["phone_digits"]), rng.random(m) < 0.7)
-            .fill_null(""),
+            "phone": _null_where(
+                _phone_variant(rng, mc["phone_digits"]), rng.random(m) < 0.7
+            ).fill_null(""),
             "source": source,
             "unsubscribe_reason": _null_where(
                 pl.Series(_pick(rng, UNSUBSCRIBE_REASONS, m)), status != "unsubscribed"
