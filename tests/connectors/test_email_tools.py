@@ -133,3 +133,17 @@ def test_sources_without_credentials_are_skipped(cdp_env, monkeypatch):
         ("klaviyo", "skipped"),
     }
     assert all("_API_KEY" in r.message for r in results)
+
+
+@pytest.mark.parametrize("vendor", list(TABLES))
+def test_a_refused_key_fails_the_source_naming_the_variable_without_the_key(
+    vendor, small_demo, cdp_env, monkeypatch
+):
+    with serve(vendor, small_demo, monkeypatch):
+        wrong = "wrong-key-0123456789-us1"
+        monkeypatch.setenv(f"{vendor.upper()}_API_KEY", wrong)
+        (result,) = ingest(sources=[vendor])
+        assert result.status == "failed"
+        assert "401" in result.message and f"{vendor.upper()}_API_KEY" in result.message
+        assert wrong not in result.message
+        assert scalar(cdp_env, "select count(*) from ops.connector_state") == 0
