@@ -28,20 +28,29 @@ affected as (
     from {{ ref('int_identity__record_identifiers') }}
     where loaded_at > {{ identity_watermark(this, 'loaded_at') }}
     union
-    -- session attribution is rebuilt whole: redo the records it now attributes differently (a
-    -- new login can claim older page views of its device) or no longer attributes
-    select s.record_id
-    from {{ ref('int_identity__session_attribution') }} as s
-    left join {{ this }} as t on t.record_model = s.record_model and t.record_key = s.record_key
-    where t.attribution is distinct from 'session' or t.customer_id is distinct from s.customer_id
-    union
-    select {{ identity_node_id('t.record_model', 't.record_key') }}
-    from {{ this }} as t
-    where t.attribution = 'session'
-        and not exists (
-            select 1 from {{ ref('int_identity__session_attribution') }} as s
-            where s.record_model = t.record_model and s.record_key = t.record_key
+    -- session attribution is rebuilt whole: redo the records whose session customer changed (a
+    -- new login claims older views of its device, a merge renames the customer) or that gained or
+    -- lost one. Both sides are session rows only (a small share), compared as sets.
+    select {{ identity_node_id('d.record_model', 'd.record_key') }}
+    from (
+        (
+            select record_model, record_key, customer_id
+            from {{ ref('int_identity__session_attribution') }}
+            except
+            select record_model, record_key, customer_id
+            from {{ this }}
+            where attribution = 'session'
         )
+        union all
+        (
+            select record_model, record_key, customer_id
+            from {{ this }}
+            where attribution = 'session'
+            except
+            select record_model, record_key, customer_id
+            from {{ ref('int_identity__session_attribution') }}
+        )
+    ) as d
 
 ),
 {% endif %}
