@@ -34,11 +34,25 @@ current_ids as (
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
 
 )
+{%- if is_incremental() %},
+
+-- the registry rows of these identifiers only: a semi-join probing the registry with the small set,
+-- so the anti-join below builds on thousands of rows, not on the whole registry
+previous as materialized (
+
+    select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
+    from {{ this }} as r
+    where exists (
+        select 1 from current_ids as c where c.id_type = r.id_type and c.id_value = r.id_value
+    )
+
+),
+{%- endif %}
 
 select * from current_ids as n
 {%- if is_incremental() %}
 where not exists (
-    select 1 from {{ this }} as r
+    select 1 from previous as r
     where r.id_type = n.id_type
         and r.id_value = n.id_value
         and r.customer_id = n.customer_id

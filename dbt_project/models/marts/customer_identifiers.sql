@@ -3,7 +3,7 @@
         materialized='incremental',
         unique_key=['id_type', 'id_value'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in ({{ identity_touched_nodes() }}) and i.node_id not in (select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where within_limit)) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i inner join ({{ identity_touched_nodes() }}) as touched on touched.node_id = i.node_id left join {{ ref('int_identity__customer_identifiers_ranked') }} as r on r.node_id = i.node_id and r.within_limit where r.node_id is null) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
