@@ -42,6 +42,12 @@ def _state(db_path) -> dict:
                     "select node_id, component_id from identity.int_identity__components"
                 ).fetchall()
             ),
+            "shared": sorted(
+                con.execute(
+                    "select node_id, stronger_type, distinct_values "
+                    "from identity.int_identity__shared_identifiers"
+                ).fetchall()
+            ),
             "watermarks": con.execute(
                 "select watermark, count(*) from identity.int_identity__components_unchecked "
                 "group by watermark order by watermark"
@@ -83,7 +89,7 @@ def runs(tmp_path_factory) -> dict:
 
 def test_incremental_run_equals_full_rebuild(runs) -> None:
     # customer ids included: they survive the --full-refresh too
-    for part in ("records", "identifiers", "quarantine", "components"):
+    for part in ("records", "identifiers", "quarantine", "components", "shared"):
         assert runs["incremental"][part] == runs["full"][part], part
 
 
