@@ -137,12 +137,15 @@
 
 {#- The touched identifiers' components (all identifiers after a full build), held-back ones left
     out: incremental models join this (as a materialized CTE) instead of the whole components
-    table, so the planner cannot join millions of rows before it filters. -#}
+    table, so the planner cannot join millions of rows before it filters. A filter on the
+    components' watermark, not a join with identity_touched_nodes(). -#}
 {% macro identity_touched_components() -%}
+    {%- set components = ref('int_identity__components') %}
     select c.node_id, c.component_id
-    from {{ ref('int_identity__components') }} as c
+    from {{ components }} as c
     where c.holdback_reason is null
     {%- if is_incremental() %}
-        and c.node_id in ({{ identity_touched_nodes() }})
+        -- the rows the last run of int_identity__components rewrote: the touched identifiers
+        and c.watermark = {{ identity_watermark(components, 'watermark') }}
     {%- endif %}
 {%- endmacro %}

@@ -12,7 +12,8 @@
 --    is split: its identifiers weaker than that type are held back (each alone) and the rest is
 --    re-stitched, so no customer ever holds two user ids.
 -- component_id is the smallest node_id of the component; holdback_reason says why a node is alone.
--- Incremental runs redo the identifiers the first pass recomputed (whole components).
+-- Incremental runs redo the identifiers the first pass recomputed (whole components); those rows
+-- carry the run's watermark, so downstream models find them with a filter, not a join.
 {%- set scope_sql %}
     {%- if is_incremental() %}
     {{ identity_touched_nodes() }}
@@ -96,7 +97,9 @@ final as (
         case
             when s.node_id is not null then 'shared_identifier'
             when cn.node_id is not null and k.node_id is null then 'conflicting_anchors'
-        end as holdback_reason
+        end as holdback_reason,
+        -- the first pass's watermark: the rows this run rewrote carry the newest one
+        (select max(watermark) from {{ ref('int_identity__components_unchecked') }}) as watermark
     from identifiers as i
     left join shared as s on s.node_id = i.node_id
     left join first_pass as fp on fp.node_id = i.node_id

@@ -3,14 +3,16 @@
         materialized='incremental',
         unique_key=['id_type', 'id_value'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i inner join ({{ identity_touched_nodes() }}) as touched on touched.node_id = i.node_id left join {{ ref('int_identity__customer_identifiers_ranked') }} as r on r.node_id = i.node_id and r.within_limit where r.node_id is null) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark = {{ identity_watermark(ref('int_identity__components'), 'watermark') }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where not within_limit)) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- depends_on: {{ ref('int_identity__identifiers') }}
+-- depends_on: {{ ref('int_identity__components') }}
 -- Every identifier and the one customer who holds it: the lookup table of the whole CDP.
 -- Identifiers beyond their type's per-customer limit are in identity.identity_quarantine instead.
--- Incremental runs rewrite the identifiers identity resolution touched (see identity_touched_nodes).
+-- Incremental runs rewrite the identifiers identity resolution touched (see identity_touched_nodes)
+-- and first delete those now held back or over their limit.
 with
 
 ranked as (
