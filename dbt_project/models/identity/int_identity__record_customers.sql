@@ -68,16 +68,17 @@ record_nodes as {% if is_incremental() %}materialized {% endif %}(
 
 ),
 
--- grouped by the integer record_id: three times faster than by the strings. Incremental runs take
+-- grouped by the integer record_id: three times faster than by the strings (every row of a record
+-- carries the same names, so any value will do). Incremental runs take
 -- an affected record's names from its identifiers above (every affected record that is not new
 -- has one: touched, or a shared device's) and read only the new records' rows besides.
 records as (
 
     select
         record_id,
-        min(source) as source,
-        min(record_model) as record_model,
-        min(record_key) as record_key,
+        any_value(source) as source,
+        any_value(record_model) as record_model,
+        any_value(record_key) as record_key,
         max(loaded_at) as loaded_at
     {%- if is_incremental() %}
     from (
@@ -116,6 +117,37 @@ sessions as (
 
 -- the record's identifiers that were not held back are linked by the record itself, so they share
 -- one component: any of them names the customer (an aggregate, not a window over every row)
+{%- if is_incremental() %}
+-- incremental: most affected records hold a touched identifier, found among the few touched
+-- components; only the others are looked up among all components
+touched_components as materialized (
+
+    {{ identity_touched_components() }}
+
+),
+
+hit as (
+
+    select rn.record_id, min(c.component_id) as component_id
+    from record_nodes as rn
+    inner join touched_components as c on c.node_id = rn.node_id
+    group by rn.record_id
+
+),
+
+best_node as (
+
+    select * from hit
+    union all
+    select rn.record_id, min(c.component_id) as component_id
+    from record_nodes as rn
+    inner join components as c on c.node_id = rn.node_id
+    where c.holdback_reason is null
+        and rn.record_id not in (select record_id from hit)
+    group by rn.record_id
+
+),
+{%- else %}
 best_node as (
 
     select rn.record_id, min(c.component_id) as component_id
@@ -125,6 +157,7 @@ best_node as (
     group by rn.record_id
 
 ),
+{%- endif %}
 
 final as (
 
