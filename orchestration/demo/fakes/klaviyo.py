@@ -13,7 +13,9 @@ with ``Retry-After``.
 Consent: ``POST /api/profile-subscription-bulk-create-jobs`` subscribes profiles to email
 marketing (``custom_source`` is kept as the consent's ``custom_method_detail``, the method is
 ``API``) and ``POST /api/profile-subscription-bulk-delete-jobs`` unsubscribes them; both answer
-202 without a body. ``GET /api/profiles`` lists profiles for the source connector: ``sort``
+202 without a body. Subscribing a subscribed (unsubscribing an unsubscribed) profile keeps its
+consent record: how and when the person decided is not overwritten by a repeat.
+``GET /api/profiles`` lists profiles for the source connector: ``sort``
 (``updated``/``-updated``), ``filter=greater-than(updated,...)``, ``page[size]`` at most 100, a
 ``links.next`` URL with an opaque keyset cursor (a profile changed mid-listing is never skipped),
 and the ``subscriptions`` attribute only when ``additional-fields[profile]=subscriptions`` asks.
@@ -394,13 +396,15 @@ class KlaviyoFake(FakeServer):
         for profile in profiles:
             email = str(profile["attributes"]["email"]).strip().lower()
             pid = self._by_email.get(email) or self._upsert(email, {}, [])
-            self._set_consent(
-                pid,
-                "SUBSCRIBED",
-                stamp,
-                method="API",
-                custom_method_detail=attrs.get("custom_source"),
-            )
+            if self.profiles[pid]["marketing"]["consent"] != "SUBSCRIBED":
+                # subscribing the subscribed keeps their consent record (how and when they said yes)
+                self._set_consent(
+                    pid,
+                    "SUBSCRIBED",
+                    stamp,
+                    method="API",
+                    custom_method_detail=attrs.get("custom_source"),
+                )
             if attrs["list_id"]:
                 self.lists[attrs["list_id"]]["profiles"].add(pid)
             self.write_log.append((time.time(), "subscribe", email))
@@ -418,7 +422,8 @@ class KlaviyoFake(FakeServer):
             pid = self._by_email.get(email)
             if pid is None:
                 continue  # nobody to unsubscribe; a forgotten person is not re-created
-            self._set_consent(pid, "UNSUBSCRIBED", stamp, method="API")
+            if self.profiles[pid]["marketing"]["consent"] != "UNSUBSCRIBED":
+                self._set_consent(pid, "UNSUBSCRIBED", stamp, method="API")
             if attrs["list_id"]:
                 self.lists[attrs["list_id"]]["profiles"].discard(pid)
             self.write_log.append((time.time(), "unsubscribe", email))
