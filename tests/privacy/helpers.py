@@ -46,12 +46,20 @@ def person_traces(demo: DemoData, person: int) -> Traces:
             continue
         key = "message_id" if name == "events.events" else "id"
         t.rows[f"raw_{name}"] = {str(v) for v in own[key].to_list()}
-        if "email" in own.columns:
-            t.emails |= {e.strip().lower() for e in own["email"].drop_nulls().to_list()}
+        for column in ("email", "email_address"):
+            if column in own.columns:
+                t.emails |= {e.strip().lower() for e in own[column].drop_nulls().to_list()}
         for column in ("anonymous_id", "user_id"):
             if column in own.columns:
                 t.ids |= {str(v) for v in own[column].drop_nulls().to_list()}
-        if name in ("app.users", "hubspot.contacts", "stripe.customers", "zendesk.users"):
+        if name in (
+            "app.users",
+            "hubspot.contacts",
+            "stripe.customers",
+            "zendesk.users",
+            "mailchimp.members",
+            "klaviyo.profiles",
+        ):
             t.ids |= {str(v) for v in own["id"].to_list()}
     t.emails.discard(JUNK_EMAIL)
     t.emails.discard(JUNK_TEXT)
