@@ -135,16 +135,24 @@ hit as (
 
 ),
 
+-- materialized, so the join below sees only these rows, not every affected record's
+missed as materialized (
+
+    select rn.record_id, rn.node_id
+    from record_nodes as rn
+    where rn.record_id not in (select record_id from hit)
+
+),
+
 best_node as (
 
     select * from hit
     union all
-    select rn.record_id, min(c.component_id) as component_id
-    from record_nodes as rn
-    inner join components as c on c.node_id = rn.node_id
+    select m.record_id, min(c.component_id) as component_id
+    from missed as m
+    inner join components as c on c.node_id = m.node_id
     where c.holdback_reason is null
-        and rn.record_id not in (select record_id from hit)
-    group by rn.record_id
+    group by m.record_id
 
 ),
 {%- else %}
