@@ -1,8 +1,9 @@
 """Session attribution on shared devices: a page view that carries only a family device's anonymous
-id goes to whoever logged in on that device in the same session (nearest login within the window,
-ties to the earlier), never merges the two users and never makes the device an identifier; with
-no login in the window it stays a customer of its own. Incremental runs end where a full rebuild
-ends, also when a new login claims older views or a merge renames the customer a view went to.
+id goes to whoever logged in on that device in the same session (the login next to it within the
+window; left alone when two people's logins are), never merges the two users and never makes the
+device an identifier; with no login in the window it stays a customer of its own. Incremental runs
+end where a full rebuild ends, also when a new login claims older views, contests one, or a merge
+renames the customer a view went to.
 
 One warehouse, built in stages by a module fixture (dbt builds are the slow part): the base
 records, then an increment (a new login on a shared device, a billing record that merges a user
@@ -29,7 +30,8 @@ T1 = day(35)  # user 2001 logs in on the family device
 T2 = day(20)  # user 2002 logs in on the same device
 LATE = day(10)  # a view with no login near it, until the increment brings one
 X = day(60)  # tie device: two logins 10 minutes either side of a view
-Y = day(70)  # tie device: a login 20 minutes before, another 5 minutes after a view
+Y = day(70)  # tie device: a login 40 minutes before (outside), another 5 minutes after a view
+Z = day(80)  # tie device: a view 10 minutes after a login; the increment adds another person's
 
 
 def _login(key: str, user: int, anon: str, at: dt.datetime, person: int) -> dict:
@@ -77,14 +79,20 @@ BASE = {
         _login("tie-login-4a", 2004, "anon-tie", X - 10 * MINUTE, 24),
         _login("tie-login-5a", 2005, "anon-tie", X + 10 * MINUTE, 25),
         _view("t-tie", "anon-tie", X, 24),
-        _login("tie-login-4b", 2004, "anon-tie", Y - 20 * MINUTE, 24),
+        _login("tie-login-4b", 2004, "anon-tie", Y - 40 * MINUTE, 24),
         _login("tie-login-5b", 2005, "anon-tie", Y + 5 * MINUTE, 25),
         _view("t-nearest", "anon-tie", Y, 25),
+        _login("tie-login-4c", 2004, "anon-tie", Z - 10 * MINUTE, 24),
+        _view("t-contested", "anon-tie", Z, 24),
     ],
 }
 INCREMENT = {
     # user 2003 logs in on the family device five minutes after the lonely view
-    "events.events": [_login("login-3", 2003, "anon-fam", LATE + 5 * MINUTE, 23)],
+    # user 2005 logs in on the tie device 8 minutes after a view already given to 2004
+    "events.events": [
+        _login("login-3", 2003, "anon-fam", LATE + 5 * MINUTE, 23),
+        _login("tie-login-5c", 2005, "anon-tie", Z + 8 * MINUTE, 25),
+    ],
     # billing joins user 2005 (email) to the older CRM contact (phone): 2005's customer id changes
     "stripe.customers": [
         {
@@ -181,10 +189,15 @@ def test_views_without_a_login_in_the_window_stay_their_own_customer(runs) -> No
     assert _event(runs["before"], "v-late")[1:] == ("own", True)
 
 
-def test_nearest_login_wins_and_a_tie_goes_to_the_earlier(runs) -> None:
+def test_a_view_between_two_peoples_logins_is_not_guessed(runs) -> None:
     state = runs["full"]
-    assert _event(state, "t-tie")[:2] == (_user(state, 2004), "session")
+    assert _event(state, "t-tie")[1:] == ("own", True)  # 2004 and 2005 both 10 minutes away
+    # the other person's login is outside the window: the one inside names the view
     assert _event(state, "t-nearest")[:2] == (_user(state, 2005), "session")
+    # a later login by someone else contests a view already attributed: it goes back to its own
+    assert _event(runs["before"], "t-contested")[:2] == (_user(runs["before"], 2004), "session")
+    for stage in ("incremental", "full"):
+        assert _event(runs[stage], "t-contested")[1:] == ("own", True), stage
 
 
 def test_two_users_of_one_device_stay_two_customers(runs) -> None:

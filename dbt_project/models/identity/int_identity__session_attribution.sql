@@ -1,11 +1,12 @@
 -- Session attribution on shared devices, as product-analytics tools do it. A record whose only
 -- identifiers are anonymous ids held back as shared (a family device: the id was seen with two
 -- user ids) identifies nobody by itself; it belongs to whoever logged in on that device in the same
--- session: the nearest record carrying that anonymous id and a user id that resolves to a customer,
--- at most var identity_session_window_minutes before or after it (nearest wins, ties go to the
--- earlier login). Only the record is attributed: the shared anonymous id stays out of the
--- customer's identifiers and no two customers merge. Records with no login in the window stay
--- customers of their own (int_identity__record_customers).
+-- session: a record carrying that anonymous id and a user id that resolves to a customer, at most
+-- var identity_session_window_minutes before or after it. Of the logins next to it on the device's
+-- timeline (the last before, the first after) those within the window must all be one customer's;
+-- two people's make it a guess, left alone. Only the record is attributed: the shared anonymous id
+-- stays out of the customer's identifiers and no two customers merge. Records with no login in the
+-- window stay customers of their own (int_identity__record_customers).
 -- Rebuilt whole on every run: it reads only the records of shared devices, a small share, so it
 -- always equals a full rebuild; int_identity__record_customers redoes the records whose
 -- attribution changed (a new login can claim older page views of its device).
@@ -113,41 +114,44 @@ neighbours as (
 
 ),
 
--- the nearer of the two; a tie goes to the earlier
-nearest_login as (
+-- the logins next to the view on either side of its device's timeline
+sides as (
 
-    select
-        record_id,
-        record_model,
-        record_key,
-        node_id,
-        seen_epoch,
-        case
-            when login_after is null then login_before
-            when login_before is null then login_after
-            when seen_epoch - extract(epoch from login_before)
-                <= extract(epoch from login_after) - seen_epoch then login_before
-            else login_after
-        end as login_at
+    select record_id, record_model, record_key, node_id, seen_epoch, login_before as login_at
     from neighbours
-    where record_id is not null
+    where record_id is not null and login_before is not null
+    union all
+    select record_id, record_model, record_key, node_id, seen_epoch, login_after
+    from neighbours
+    where record_id is not null and login_after is not null
 
 ),
 
 in_window as (
 
     select
-        n.record_id,
-        n.record_model,
-        n.record_key,
+        s.record_id,
+        s.record_model,
+        s.record_key,
         l.customer_id,
         l.record_model || '|' || l.record_key as attributed_via,
-        n.node_id as session_node_id,
+        s.node_id as session_node_id,
         l.seen_at as login_at,
-        abs(extract(epoch from l.seen_at) - n.seen_epoch) as seconds_apart
-    from nearest_login as n
-    inner join login_times as l on l.node_id = n.node_id and l.seen_at = n.login_at
-    where abs(extract(epoch from l.seen_at) - n.seen_epoch) <= {{ window_minutes * 60 }}
+        abs(extract(epoch from l.seen_at) - s.seen_epoch) as seconds_apart
+    from sides as s
+    inner join login_times as l on l.node_id = s.node_id and l.seen_at = s.login_at
+    where abs(extract(epoch from l.seen_at) - s.seen_epoch) <= {{ window_minutes * 60 }}
+
+),
+
+-- two people logged in next to the view within the window: whose view it was is a guess, and a
+-- guess would put one person's record in another's profile, so it stays a customer of its own
+unambiguous as (
+
+    select record_id
+    from in_window
+    group by record_id
+    having count(distinct customer_id) = 1
 
 ),
 
@@ -166,9 +170,10 @@ final as (
             *,
             row_number() over (
                 partition by record_id
-                order by seconds_apart, login_at, customer_id, attributed_via
+                order by seconds_apart, login_at, attributed_via
             ) as nearest
         from in_window
+        where record_id in (select record_id from unambiguous)
     ) as ranked
     where nearest = 1
 
