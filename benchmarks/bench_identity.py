@@ -199,6 +199,23 @@ def _scipy_graph(db_path: Path):
     return graph, len(a)
 
 
+def components_into(
+    db_path: Path, edges_relation: str, out_relation: str, dbt_vars: dict | None = None
+) -> None:
+    """The component macro alone (run-operation identity_components_into) on an edge table."""
+    args = json.dumps({"edges_relation": edges_relation, "out_relation": out_relation})
+    extra = ["--vars", json.dumps(dbt_vars)] if dbt_vars else []
+    dbt_on(
+        db_path,
+        "run-operation",
+        "identity_components_into",
+        "--args",
+        args,
+        *extra,
+        project_dir=REPO_ROOT / "dbt_project",
+    )
+
+
 def components_side_by_side(db_path: Path, reps: int = 3) -> list[tuple[float, float]]:
     """(macro seconds, scipy seconds) pairs, taken back to back on the same first-pass edge set.
 
@@ -215,20 +232,12 @@ def components_side_by_side(db_path: Path, reps: int = 3) -> list[tuple[float, f
         con.execute(f"create or replace table main.bench_cc_edges as {FIRST_PASS_EDGES}")
     finally:
         con.close()
-    args = json.dumps({"edges_relation": "main.bench_cc_edges", "out_relation": "main.bench_cc"})
     pairs = []
     for _ in range(reps):
         started = time.perf_counter()
         connected_components(graph, directed=False)
         scipy_seconds = time.perf_counter() - started
-        dbt_on(
-            db_path,
-            "run-operation",
-            "identity_components_into",
-            "--args",
-            args,
-            project_dir=REPO_ROOT / "dbt_project",
-        )
+        components_into(db_path, "main.bench_cc_edges", "main.bench_cc")
         log_path = db_path.parent / "dbt_logs" / "dbt.log"
         pairs.append((component_step_seconds(log_path, "identity_components_into"), scipy_seconds))
     con = duckdb.connect(str(db_path))

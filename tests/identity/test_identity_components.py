@@ -5,15 +5,13 @@ self loops, duplicate and reversed edges, and a random sparse graph with 64-bit 
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.dbt_cli import dbt_on
-from tests.conftest import REPO_ROOT, run_dbt
+from benchmarks.bench_identity import components_into
 
 UBIGINT_MAX = 2**64 - 1
 
@@ -56,15 +54,14 @@ def _expected(edges: list[tuple[int, int]]) -> dict[int, int]:
     return {n: find(n) for n in list(parent) if find(n) != n}
 
 
-def _components(db_path: Path, edges, *extra: str) -> dict[int, int]:
+def _components(db_path: Path, edges, dbt_vars: dict | None = None) -> dict[int, int]:
     con = duckdb.connect(str(db_path))
     try:
         con.execute("create or replace table main.e (node_a ubigint, node_b ubigint)")
         con.executemany("insert into main.e values (?, ?)", edges)
     finally:
         con.close()
-    args = json.dumps({"edges_relation": "main.e", "out_relation": "main.out"})
-    run_dbt(db_path, "run-operation", "identity_components_into", "--args", args, *extra)
+    components_into(db_path, "main.e", "main.out", dbt_vars)
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         rows = con.execute("select node_id, component_id from main.out").fetchall()
@@ -87,12 +84,7 @@ def test_duckdb_components_equal_union_find(tmp_path: Path) -> None:
 def test_portable_components_equal_union_find(tmp_path: Path) -> None:
     # the recursive CTE is quadratic in component size: small graphs only
     edges = [e for e in _graphs(random.Random(5)) if e[0] >= 30_000 and e[1] >= 30_000]
-    got = _components(
-        tmp_path / "portable.duckdb",
-        edges,
-        "--vars",
-        json.dumps({"identity_components_impl": "portable"}),
-    )
+    got = _components(tmp_path / "portable.duckdb", edges, {"identity_components_impl": "portable"})
     # the portable default lists every node; the fast path only those not their own component
     assert {n: c for n, c in got.items() if n != c} == _expected(edges)
 
@@ -108,15 +100,5 @@ def test_components_that_do_not_converge_fail_loudly(tmp_path: Path) -> None:
         )
     finally:
         con.close()
-    args = json.dumps({"edges_relation": "main.e", "out_relation": "main.out"})
     with pytest.raises(RuntimeError, match="did not converge in 2 rounds"):
-        dbt_on(
-            db_path,
-            "run-operation",
-            "identity_components_into",
-            "--args",
-            args,
-            "--vars",
-            json.dumps({"identity_max_component_rounds": 2}),
-            project_dir=REPO_ROOT / "dbt_project",
-        )
+        components_into(db_path, "main.e", "main.out", {"identity_max_component_rounds": 2})
