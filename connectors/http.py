@@ -533,20 +533,42 @@ def default_rate_limit(vendor: str, base_url: str, documented_per_s: float) -> f
     return documented_per_s
 
 
-def bearer_client(vendor: str, token_var: str, documented_per_s: float) -> HttpClient:
-    """A client for an API authenticated by a bearer token read from ``token_var``."""
-    token = env(token_var)
-    if not token:
-        raise NotConfigured(f"{token_var} is not set")
-    base = base_url(vendor)
+def keyed_client(
+    vendor: str,
+    key_var: str,
+    documented_per_s: float,
+    *,
+    headers: Callable[[str], dict[str, str]] | None = None,
+    basic_auth_user: str | None = None,
+    base_for_key: Callable[[str], str] | None = None,
+) -> HttpClient:
+    """A client for an API authenticated by one key read from ``key_var``: sent as a bearer token,
+    unless ``headers`` (built from the key) or HTTP basic auth as ``basic_auth_user`` say otherwise.
+    The base URL is ``<VENDOR>_BASE_URL``, the vendor's default, or one derived from the key."""
+    key = env(key_var)
+    if not key:
+        raise NotConfigured(f"{key_var} is not set")
+    base = base_url(vendor) or (base_for_key(key).rstrip("/") if base_for_key else None)
+    if headers is not None:
+        sent = headers(key)
+    elif basic_auth_user is None:
+        sent = {"Authorization": f"Bearer {key}"}
+    else:
+        sent = None
     return HttpClient(
         vendor,
         base,
-        credential_vars=(token_var,),
-        headers={"Authorization": f"Bearer {token}"},
-        secrets=(token,),
+        credential_vars=(key_var,),
+        headers=sent,
+        auth=(basic_auth_user, key) if basic_auth_user is not None else None,
+        secrets=(key,),
         rate_limit_per_s=default_rate_limit(vendor, base, documented_per_s),
     )
+
+
+def bearer_client(vendor: str, token_var: str, documented_per_s: float) -> HttpClient:
+    """A client for an API authenticated by a bearer token read from ``token_var``."""
+    return keyed_client(vendor, token_var, documented_per_s)
 
 
 class HttpConnector(Connector):

@@ -13,11 +13,9 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from connectors import settings
-from connectors.base import Column, NotConfigured, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, HttpConnector, default_rate_limit, json_page
+from connectors.base import Column, Page, StreamSpec, specs_by_name
+from connectors.http import HttpConnector, json_page, keyed_client
 
-DEFAULT_BASE_URL = "https://a.klaviyo.com"
 REVISION = "2024-10-15"
 CONSENT = "$.attributes.subscriptions.email.marketing"
 PROFILES = StreamSpec(
@@ -61,22 +59,16 @@ class KlaviyoConnector(HttpConnector):
 
     @classmethod
     def from_env(cls) -> KlaviyoConnector:
-        key = settings.env("KLAVIYO_API_KEY")
-        if not key:
-            raise NotConfigured("KLAVIYO_API_KEY is not set")
-        base = settings.env("KLAVIYO_BASE_URL") or DEFAULT_BASE_URL
-        client = HttpClient(
+        # Get Profiles: 75 / s burst, 700 / min steady
+        client = keyed_client(
             "klaviyo",
-            base.rstrip("/"),
-            credential_vars=("KLAVIYO_API_KEY",),
-            headers={
+            "KLAVIYO_API_KEY",
+            700 / 60,
+            headers=lambda key: {
                 "Authorization": f"Klaviyo-API-Key {key}",
                 "revision": REVISION,
                 "Accept": "application/vnd.api+json",
             },
-            secrets=(key,),
-            # Get Profiles: 75 / s burst, 700 / min steady
-            rate_limit_per_s=default_rate_limit("klaviyo", base, 700 / 60),
         )
         return cls(client)
 

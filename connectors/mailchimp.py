@@ -21,9 +21,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from connectors import settings
-from connectors.base import Column, NotConfigured, Page, StreamSpec, specs_by_name
-from connectors.http import HttpClient, HttpConnector, default_rate_limit, json_page
+from connectors.base import Column, Page, StreamSpec, specs_by_name
+from connectors.http import HttpConnector, json_page, keyed_client
 
 MEMBERS = StreamSpec(
     name="members",
@@ -95,18 +94,13 @@ class MailchimpConnector(HttpConnector):
 
     @classmethod
     def from_env(cls) -> MailchimpConnector:
-        key = settings.env("MAILCHIMP_API_KEY")
-        if not key:
-            raise NotConfigured("MAILCHIMP_API_KEY is not set")
-        base = settings.env("MAILCHIMP_BASE_URL") or base_url_for(key)
-        client = HttpClient(
+        # 10 simultaneous connections; one at a time here, a few per second is courteous
+        client = keyed_client(
             "mailchimp",
-            base.rstrip("/"),
-            credential_vars=("MAILCHIMP_API_KEY",),
-            auth=("composable-cdp", key),
-            secrets=(key,),
-            # 10 simultaneous connections; one at a time here, a few per second is courteous
-            rate_limit_per_s=default_rate_limit("mailchimp", base, 10.0),
+            "MAILCHIMP_API_KEY",
+            10.0,
+            basic_auth_user="composable-cdp",
+            base_for_key=base_url_for,
         )
         return cls(client)
 

@@ -14,6 +14,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_URLS = {
     "hubspot": "https://api.hubapi.com",
     "stripe": "https://api.stripe.com",
+    "klaviyo": "https://a.klaviyo.com",
 }
 
 
