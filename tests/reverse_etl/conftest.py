@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from connectors.suppression import hash_identifier
 from orchestration.demo.generator import DemoData
 from reverse_etl.config import SyncConfig
 from reverse_etl.state import connect
@@ -122,3 +123,34 @@ def break_emails(db_path: Path, n: int, mark: str = "#") -> list[str]:
         f"where c2.email_marketing_consent order by customer_id limit {n}) returning m.email",
     )
     return [r[0] for r in rows]
+
+
+def set_consent(db: Path, email: str, granted: bool) -> None:
+    sql(
+        db,
+        "update marts.customers set email_marketing_consent = ? where email = ?",
+        [granted, email],
+    )
+
+
+def suppress(db: Path, email: str) -> None:
+    """Put ``email`` on the suppression list, as `cdp forget` does."""
+    sql(
+        db,
+        "create table if not exists ops.suppression_list (id_type varchar, id_value_hash varchar)",
+    )
+    sql(
+        db,
+        "insert into ops.suppression_list values ('email', ?)",
+        [hash_identifier("email", email)],
+    )
+
+
+def gate_out(db: Path, withdrawn: str, forgotten: str, leaver: str) -> None:
+    """One member withdraws consent, one is suppressed, one leaves the segment keeping consent."""
+    set_consent(db, withdrawn, False)
+    suppress(db, forgotten)
+    sql(db, "delete from segments.high_value_customers where email = ?", [leaver])
+    con = connect(db)
+    refresh_model(con)
+    con.close()

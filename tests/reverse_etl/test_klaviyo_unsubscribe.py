@@ -7,16 +7,17 @@ consent given again subscribes again, marked as our own API write.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import requests
 
-from connectors.suppression import hash_identifier
 from orchestration.demo.fakes.klaviyo import KlaviyoFake
 from reverse_etl.engine import run_sync
-from reverse_etl.state import connect
-from tests.reverse_etl.conftest import expected_members, make_sync, refresh_model, sql
-from tests.reverse_etl.test_mailchimp_consent import _set_consent
+from tests.reverse_etl.conftest import (
+    expected_members,
+    gate_out,
+    make_sync,
+    set_consent,
+    suppress,
+)
 
 LIST = "upgrade-flow"
 KEY = "pk_test_unsub"
@@ -29,18 +30,6 @@ def _configure(fake: KlaviyoFake, monkeypatch) -> None:
 
 def _sync():
     return make_sync("klaviyo", options={"list_name": LIST, "poll_interval": 0.01})
-
-
-def _suppress(db: Path, email: str) -> None:
-    sql(
-        db,
-        "create table if not exists ops.suppression_list (id_type varchar, id_value_hash varchar)",
-    )
-    sql(
-        db,
-        "insert into ops.suppression_list values ('email', ?)",
-        [hash_identifier("email", email)],
-    )
 
 
 def test_withdrawn_consent_unsubscribes_and_regranted_consent_resubscribes(warehouse, monkeypatch):
@@ -56,13 +45,7 @@ def test_withdrawn_consent_unsubscribes_and_regranted_consent_resubscribes(wareh
         assert (marketing["method"], marketing["custom_method_detail"]) == ("API", "composable-cdp")
         withdrawn, forgotten, leaver = sent[0], sent[1], sent[2]
 
-        # one withdraws consent, one is suppressed, one leaves the segment keeping consent
-        _set_consent(warehouse, withdrawn, False)
-        _suppress(warehouse, forgotten)
-        sql(warehouse, "delete from segments.high_value_customers where email = ?", [leaver])
-        con = connect(warehouse)
-        refresh_model(con)
-        con.close()
+        gate_out(warehouse, withdrawn, forgotten, leaver)
 
         plan = run_sync(sync, db_path=warehouse, dry_run=True)
         result = run_sync(sync, db_path=warehouse)
@@ -75,7 +58,7 @@ def test_withdrawn_consent_unsubscribes_and_regranted_consent_resubscribes(wareh
         assert fake.count("POST", "/api/profile-subscription-bulk-delete-jobs") == 1
 
         # consent given again: subscribed and listed again; nothing else is written
-        _set_consent(warehouse, withdrawn, True)
+        set_consent(warehouse, withdrawn, True)
         mark = len(fake.write_log)
         result = run_sync(sync, db_path=warehouse)
         assert (result.status, result.added, result.changed, result.removed) == (
@@ -114,7 +97,7 @@ def test_a_deleted_profile_is_not_recreated_by_the_unsubscribe(warehouse, monkey
             timeout=10,
         )
         assert deleted.status_code == 202
-        _suppress(warehouse, gone)
+        suppress(warehouse, gone)
         result = run_sync(sync, db_path=warehouse)
         assert (result.status, result.removed) == ("success", 1)
         assert fake.profile(gone) is None

@@ -14,7 +14,13 @@ from connectors.suppression import hash_identifier
 from orchestration.demo.fakes.mailchimp import MailchimpFake, subscriber_hash
 from reverse_etl.engine import run_sync
 from reverse_etl.state import connect
-from tests.reverse_etl.conftest import expected_members, make_sync, refresh_model, sql
+from tests.reverse_etl.conftest import (
+    expected_members,
+    gate_out,
+    make_sync,
+    set_consent,
+    sql,
+)
 
 AUDIENCE, TAG = "News", "at-risk"
 FIELDS = {"email": "email", "FNAME": "first_name", "LNAME": "last_name"}
@@ -24,14 +30,6 @@ def _status(fake: MailchimpFake, email: str) -> str:
     lst = fake.list_by_name(AUDIENCE)
     member = next(m for m in fake.members[lst["id"]].values() if m["email_address"] == email)
     return member["status"]
-
-
-def _set_consent(db: Path, email: str, granted: bool) -> None:
-    sql(
-        db,
-        "update marts.customers set email_marketing_consent = ? where email = ?",
-        [granted, email],
-    )
 
 
 def _check_destination(fake: MailchimpFake, db: Path) -> None:
@@ -69,17 +67,7 @@ def test_withdrawn_consent_unsubscribes_and_regranted_consent_resubscribes(wareh
         withdrawn, forgotten, leaver = sent[0], sent[1], sent[2]
 
         # one withdraws consent, one is suppressed, one leaves the segment keeping consent
-        _set_consent(warehouse, withdrawn, False)
-        sql(warehouse, "create table ops.suppression_list (id_type varchar, id_value_hash varchar)")
-        sql(
-            warehouse,
-            "insert into ops.suppression_list values ('email', ?)",
-            [hash_identifier("email", forgotten)],
-        )
-        sql(warehouse, "delete from segments.high_value_customers where email = ?", [leaver])
-        con = connect(warehouse)
-        refresh_model(con)
-        con.close()
+        gate_out(warehouse, withdrawn, forgotten, leaver)
 
         plan = run_sync(sync, db_path=warehouse, dry_run=True)
         result = run_sync(sync, db_path=warehouse)
@@ -96,7 +84,7 @@ def test_withdrawn_consent_unsubscribes_and_regranted_consent_resubscribes(wareh
         assert fake.audience_members(AUDIENCE).keys() == set(sent) - {withdrawn, forgotten}
 
         # consent given again: subscribed and tagged again; nothing else is written
-        _set_consent(warehouse, withdrawn, True)
+        set_consent(warehouse, withdrawn, True)
         mark = len(fake.write_log)
         result = run_sync(sync, db_path=warehouse)
         assert (result.status, result.added, result.changed, result.removed) == (
