@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from benchmarks.bench_identity import build_identity as bench_build_identity
@@ -120,3 +121,12 @@ def build_identity(db_path: Path, *extra: str, dbt_vars: dict | None = None) -> 
     """dbt build of identity resolution on ``db_path`` (data and unit tests included), AS_OF
     pinned: the benchmark's build, so tests and figures come from the same command."""
     bench_build_identity(db_path, *extra, tests=True, dbt_vars=dbt_vars)
+
+
+def query_all(db_path: Path, **queries: str) -> dict[str, list[tuple]]:
+    """Each named query's rows, read through one read-only connection."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return {name: con.execute(sql).fetchall() for name, sql in queries.items()}
+    finally:
+        con.close()

@@ -8,10 +8,9 @@ warehouse: test_identity_incremental and test_identity_demo.)
 
 from __future__ import annotations
 
-import duckdb
 import pytest
 
-from tests.identity.scenario import NO_TESTS, build, day
+from tests.identity.scenario import NO_TESTS, build, day, query_all
 
 STAGE_1 = {
     "app.users": [
@@ -126,34 +125,17 @@ STAGE_2 = {
 
 
 def _snapshot(db_path) -> dict:
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        records = {
-            (m, k): c
-            for m, k, c in con.execute(
-                "select record_model, record_key, customer_id "
-                "from identity.int_identity__record_customers"
-            ).fetchall()
-        }
-        identifiers = con.execute(
-            "select customer_id, id_type, id_value from marts.customer_identifiers"
-        ).fetchall()
-        quarantine = con.execute(
-            "select reason, id_type, coalesce(id_value, raw_value), detail "
-            "from identity.identity_quarantine"
-        ).fetchall()
-        merges = con.execute(
-            "select old_customer_id, new_customer_id, merged_at, identifiers "
-            "from identity.identity_merges"
-        ).fetchall()
-    finally:
-        con.close()
-    return {
-        "records": records,
-        "identifiers": identifiers,
-        "quarantine": quarantine,
-        "merges": merges,
-    }
+    got = query_all(
+        db_path,
+        records="select record_model, record_key, customer_id "
+        "from identity.int_identity__record_customers",
+        identifiers="select customer_id, id_type, id_value from marts.customer_identifiers",
+        quarantine="select reason, id_type, coalesce(id_value, raw_value), detail "
+        "from identity.identity_quarantine",
+        merges="select old_customer_id, new_customer_id, merged_at, identifiers "
+        "from identity.identity_merges",
+    )
+    return {**got, "records": {(m, k): c for m, k, c in got["records"]}}
 
 
 @pytest.fixture(scope="module")

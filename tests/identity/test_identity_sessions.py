@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import duckdb
 import pytest
 
 from benchmarks.bench_identity import append_raw
 from orchestration.demo.warehouse import load_raw
-from tests.identity.scenario import NO_TESTS, build_identity, day, frames
+from tests.identity.scenario import NO_TESTS, build_identity, day, frames, query_all
 
 WINDOW = dt.timedelta(minutes=30)  # the default of var identity_session_window_minutes
 MINUTE = dt.timedelta(minutes=1)
@@ -107,30 +106,21 @@ INCREMENT = {
 
 
 def _state(db_path) -> dict:
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        records = con.execute(
-            "select record_model, record_key, customer_id, attribution, is_unidentified "
-            "from identity.int_identity__record_customers"
-        ).fetchall()
-        identifiers = con.execute(
-            "select customer_id, id_type, id_value, first_seen_at, last_seen_at, sources "
-            "from marts.customer_identifiers"
-        ).fetchall()
-        shared = con.execute(
-            "select id_value from identity.identity_quarantine "
-            "where reason = 'shared_identifier' and id_type = 'anonymous_id'"
-        ).fetchall()
-        merges = con.execute(
-            "select old_customer_id, new_customer_id from identity.identity_merges"
-        ).fetchall()
-    finally:
-        con.close()
+    got = query_all(
+        db_path,
+        records="select record_model, record_key, customer_id, attribution, is_unidentified "
+        "from identity.int_identity__record_customers",
+        identifiers="select customer_id, id_type, id_value, first_seen_at, last_seen_at, sources "
+        "from marts.customer_identifiers",
+        shared="select id_value from identity.identity_quarantine "
+        "where reason = 'shared_identifier' and id_type = 'anonymous_id'",
+        merges="select old_customer_id, new_customer_id from identity.identity_merges",
+    )
     return {
-        "records": sorted(records),
-        "identifiers": sorted(identifiers, key=str),
-        "shared": {value for (value,) in shared},
-        "merges": set(merges),
+        "records": sorted(got["records"]),
+        "identifiers": sorted(got["identifiers"], key=str),
+        "shared": {value for (value,) in got["shared"]},
+        "merges": set(got["merges"]),
     }
 
 
