@@ -45,3 +45,17 @@
 {% macro duckdb__cdp_now() -%}
     cast(now() at time zone 'UTC' as timestamp)
 {%- endmacro %}
+
+{#- Set difference of two selects (rows of the first not in the second; NULLs compare equal).
+    BigQuery spells it EXCEPT DISTINCT. -#}
+{% macro cdp_except() -%}
+    {{ return(adapter.dispatch('cdp_except', 'composable_cdp')()) }}
+{%- endmacro %}
+
+{% macro default__cdp_except() -%}
+    except
+{%- endmacro %}
+
+{% macro bigquery__cdp_except() -%}
+    except distinct
+{%- endmacro %}

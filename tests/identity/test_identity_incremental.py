@@ -37,6 +37,12 @@ def _state(db_path) -> dict:
                 ).fetchall(),
                 key=str,
             ),
+            "customers": sorted(
+                con.execute(
+                    "select component_id, customer_id, anchor_type, anchor_value "
+                    "from identity.int_identity__customer_ids"
+                ).fetchall()
+            ),
             "components": sorted(
                 con.execute(
                     "select node_id, component_id from identity.int_identity__components"
@@ -68,12 +74,22 @@ def _device_now_shared(base) -> pl.DataFrame:
     )
 
 
+def _new_device_view(base) -> pl.DataFrame:
+    """A first page view of a device never seen before: its only identifier is a new anonymous id,
+    so it makes no link, and the incremental run must still give it its own component."""
+    view = base.tables["events.events"].filter(pl.col("user_id").is_null()).row(0, named=True)
+    return pl.DataFrame(
+        [{**view, "message_id": "msg-new-device", "anonymous_id": "anon-never-seen-before"}]
+    )
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     data = generate(300, seed=23, as_of=AS_OF)
     base, increment = split_for_increment(data, 0.03)
     increment.tables["events.events"] = pl.concat(
-        [increment.tables["events.events"], _device_now_shared(base)], how="vertical_relaxed"
+        [increment.tables["events.events"], _device_now_shared(base), _new_device_view(base)],
+        how="vertical_relaxed",
     )
     db_path = tmp_path_factory.mktemp("identity_incremental") / "cdp.duckdb"
     load_raw(db_path, base)
@@ -89,7 +105,7 @@ def runs(tmp_path_factory) -> dict:
 
 def test_incremental_run_equals_full_rebuild(runs) -> None:
     # customer ids included: they survive the --full-refresh too
-    for part in ("records", "identifiers", "quarantine", "components", "shared"):
+    for part in ("records", "identifiers", "quarantine", "customers", "components", "shared"):
         assert runs["incremental"][part] == runs["full"][part], part
 
 
@@ -106,6 +122,10 @@ def test_incremental_run_resolves_every_new_record(runs) -> None:
     assert {("stg_app__users", u) for u in users} <= records
     assert {("stg_events__events", e) for e in events} <= records
     assert len(runs["incremental"]["records"]) > len(runs["before"]["records"])
+    new_device = [c for m, k, c in runs["incremental"]["records"] if k == "msg-new-device"]
+    identifiers = runs["incremental"]["identifiers"]
+    held = [c for c, _, v, *_ in identifiers if v == "anon-never-seen-before"]
+    assert new_device == held and len(held) == 1
 
 
 def test_incremental_run_recomputes_only_touched_components(runs) -> None:

@@ -149,3 +149,14 @@
         and c.watermark = {{ identity_watermark(components, 'watermark') }}
     {%- endif %}
 {%- endmacro %}
+
+{#- The components the last run of int_identity__components dissolved (merged into another or
+    taken apart): a component is named by its smallest node, so it still exists exactly when that
+    node is still its own, not held back, component. Only touched nodes can have changed. -#}
+{% macro identity_dissolved_components() -%}
+    {%- set components = ref('int_identity__components') %}
+    select c.node_id
+    from {{ components }} as c
+    where c.watermark = {{ identity_watermark(components, 'watermark') }}
+        and (c.component_id <> c.node_id or c.holdback_reason is not null)
+{%- endmacro %}

@@ -9,22 +9,34 @@
 -- First pass: connected components over every edge whose endpoints are not shared identifiers;
 -- every identifier gets a row (alone: its own node_id). Limits are checked in
 -- int_identity__components.
--- Incremental runs recompute only the region new records touch: their identifiers and every
--- identifier of the components those were in. New edges only join touched identifiers, so the
--- region holds whole components and the result equals a full rebuild's (component_id is the
--- smallest node_id of a component either way).
+-- Incremental runs recompute only the region new records reshape: the ends of links first made
+-- by records loaded since the last run, identifiers that are new or were first seen earlier than
+-- known, and every identifier of the components those were in. A record that only repeats known
+-- links (most events) changes no component. New edges only join region identifiers, so the region
+-- holds whole components and the result equals a full rebuild's (component_id is the smallest
+-- node_id of a component either way); a newly shared identifier arrives on a new link.
 {%- set watermark_sql = identity_watermark(this, 'watermark') if is_incremental() else '' %}
 {%- set region_sql %}
+    with seeds as (
+        -- links first made by this load (a new identifier comes with its links)
+        select node_a as node_id from {{ ref('int_identity__edges') }}
+        where first_loaded_at > {{ watermark_sql }}
+        union
+        select node_b from {{ ref('int_identity__edges') }}
+        where first_loaded_at > {{ watermark_sql }}
+        union
+        -- new identifiers, and those whose first_seen_at moved (it orders anchors and limits)
+        select node_id from {{ ref('int_identity__identifiers') }}
+        where shape_loaded_at > {{ watermark_sql }}
+    )
     select node_id from {{ this }}
     where component_id in (
         select c.component_id
         from {{ this }} as c
-        inner join {{ ref('int_identity__record_nodes') }} as rn on rn.node_id = c.node_id
-        where rn.loaded_at > {{ watermark_sql }}
+        where c.node_id in (select node_id from seeds)
     )
     union
-    select node_id from {{ ref('int_identity__record_nodes') }}
-    where loaded_at > {{ watermark_sql }}
+    select node_id from seeds
 {%- endset %}
 {%- set edges_sql %}
     select e.node_a, e.node_b

@@ -12,7 +12,7 @@
         materialized='incremental',
         unique_key=['component_id'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id not in (select component_id from {{ ref('int_identity__components') }} where holdback_reason is null){% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id in ({{ identity_dissolved_components() }}){% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}

@@ -9,7 +9,8 @@
 -- carries previousId and userId on one record, so it links them too). Oriented so node_a is the
 -- stronger identifier; each edge keeps one example record so a link can always be explained.
 -- Incremental runs recompute every edge touching an identifier of a record loaded since the last
--- run, over all the records that hold it.
+-- run, over all the records that hold it (so first_loaded_at, the load that first linked the pair,
+-- is exact).
 with
 
 {% if is_incremental() %}
@@ -71,7 +72,9 @@ final as (
         count(*) as record_count,
         min(seen_at) as first_seen_at,
         min(record_model || '|' || record_key) as example_record,
-        max(loaded_at) as max_loaded_at
+        max(loaded_at) as max_loaded_at,
+        -- when the link first existed: a run only re-stitches components a new link touches
+        min(loaded_at) as first_loaded_at
     from pairs
     group by node_a, node_b
 

@@ -8,6 +8,9 @@
 -- The nodes of the identity graph: one row per normalized identifier, with when and where it was
 -- seen. first_seen_at orders anchors, so it is the earliest first_seen_at of any record holding it.
 -- Incremental runs re-aggregate only the identifiers on records loaded since the last run.
+-- shape_loaded_at is the load that created the identifier or last moved its first_seen_at (which
+-- orders anchors and per-type limits): a run re-stitches the components of those identifiers and
+-- of new links only; a later sighting alone changes last_seen_at, sources and record_count.
 with
 
 record_nodes as (
@@ -61,6 +64,17 @@ attributes as (
 
 ),
 
+{% if is_incremental() %}
+-- the previous rows of these identifiers only (a semi-join probing the table with the small set)
+previous as materialized (
+
+    select p.node_id, p.first_seen_at, p.shape_loaded_at
+    from {{ this }} as p
+    where p.node_id in (select node_id from per_node)
+
+),
+{% endif %}
+
 final as (
 
     select
@@ -73,9 +87,21 @@ final as (
         n.last_seen_at,
         n.sources,
         n.record_count,
-        n.max_loaded_at
+        n.max_loaded_at,
+        {%- if is_incremental() %}
+        case
+            when p.first_seen_at is not distinct from n.first_seen_at and p.node_id is not null
+                then p.shape_loaded_at
+            else n.max_loaded_at
+        end as shape_loaded_at
+        {%- else %}
+        n.max_loaded_at as shape_loaded_at
+        {%- endif %}
     from per_node as n
     inner join attributes as a on a.node_id = n.node_id
+    {%- if is_incremental() %}
+    left join previous as p on p.node_id = n.node_id
+    {%- endif %}
 
 )
 

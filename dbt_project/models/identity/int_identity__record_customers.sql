@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['record_model', 'record_key'],
+        unique_key=['record_id'],
         incremental_strategy='delete+insert',
     )
 }}
@@ -14,7 +14,8 @@
 -- key: a shared identifier must not join two people's records. attribution says which rule
 -- applied: identifier, session or own. Profiles join staging rows to customers through this model.
 -- Incremental runs redo the records loaded since the last run and every record holding an
--- identifier whose component was recomputed.
+-- identifier whose component was recomputed, and write the rows that changed. record_id (the
+-- 64-bit hash of model and key the identity models join on) is the key.
 {%- set new_since = identity_watermark(this, 'loaded_at') if is_incremental() else '' %}
 with
 
@@ -37,7 +38,7 @@ affected as (
         (
             select record_model, record_key, customer_id
             from {{ ref('int_identity__session_attribution') }}
-            except
+            {{ cdp_except() }}
             select record_model, record_key, customer_id
             from {{ this }}
             where attribution = 'session'
@@ -47,7 +48,7 @@ affected as (
             select record_model, record_key, customer_id
             from {{ this }}
             where attribution = 'session'
-            except
+            {{ cdp_except() }}
             select record_model, record_key, customer_id
             from {{ ref('int_identity__session_attribution') }}
         )
@@ -170,6 +171,7 @@ best_node as (
 final as (
 
     select
+        r.record_id,
         r.source,
         r.record_model,
         r.record_key,
@@ -193,3 +195,13 @@ final as (
 )
 
 select * from final
+{%- if is_incremental() %}
+-- only what changed: most redone records keep their customer, and rewriting them would cost a
+-- delete, an insert and a checkpoint of rows that are already right
+{{ cdp_except() }}
+select
+    p.record_id, p.source, p.record_model, p.record_key, p.customer_id, p.is_unidentified,
+    p.attribution, p.loaded_at
+from {{ this }} as p
+where p.record_id in (select record_id from records)
+{%- endif %}

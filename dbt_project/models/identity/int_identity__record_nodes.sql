@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['record_model', 'record_key'],
+        unique_key=['record_id'],
         incremental_strategy='delete+insert',
     )
 }}
