@@ -60,15 +60,16 @@ over_limit as (
 
     select
         'limit_exceeded' as reason,
-        id_type,
+        r.id_type,
         cast(null as varchar) as raw_value,
-        id_value,
-        customer_id,
-        'max_per_customer=' || cast(max_per_customer as varchar) as detail,
-        record_count,
-        sources
-    from {{ ref('int_identity__customer_identifiers_ranked') }}
-    where not within_limit
+        i.id_value,
+        r.customer_id,
+        'max_per_customer=' || cast(r.max_per_customer as varchar) as detail,
+        i.record_count,
+        i.sources
+    from {{ ref('int_identity__customer_identifiers_ranked') }} as r
+    inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = r.node_id
+    where not r.within_limit
 
 ),
 

@@ -7,15 +7,15 @@
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
--- Every identifier with its customer, ranked within (customer, type) by first sight, so the per-type
--- limit keeps a customer's oldest identifiers and the rest go to identity_quarantine. Incremental
--- runs redo the touched identifiers: whole customers, so the ranks are complete. Identifiers seen
--- again outside them (same customer, same first sight) keep their customer and rank and refresh
--- what the new records changed (last_seen_at, sources, record_count). Only rows that changed are
--- written; they carry the run's watermark, so customer_identifiers finds them with a filter.
-{%- set attributes = [
-    'id_type', 'id_value', 'first_seen_at', 'last_seen_at', 'sources', 'record_count',
-    'max_per_customer', 'max_loaded_at'] %}
+-- Every identifier that identifies someone, with its customer, ranked within (customer, type) by
+-- first sight, so the per-type limit keeps a customer's oldest identifiers and the rest go to
+-- identity_quarantine. Narrow on purpose (keys, rank, the load that last saw it):
+-- customer_identifiers takes the values from int_identity__identifiers.
+-- Incremental runs redo the touched identifiers: whole customers, so the ranks are complete.
+-- Identifiers seen again outside them keep their customer and rank; their row records the new
+-- max_loaded_at, which tells customer_identifiers to refresh last_seen_at and sources. Only rows
+-- that changed are written; they carry the run's watermark, so customer_identifiers finds them
+-- with a filter.
 with
 
 components as materialized (
@@ -27,9 +27,13 @@ components as materialized (
 joined as (
 
     select
-        i.node_id,
+        c.node_id,
         ci.customer_id,
-        i.{{ attributes | join(', i.') }}
+        i.id_type,
+        i.id_value,
+        i.first_seen_at,
+        i.max_per_customer,
+        i.max_loaded_at
     from components as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
@@ -59,44 +63,33 @@ ranked as (
 
 ),
 
-{% if is_incremental() %}
--- seen again by this run's records, in a component it did not re-stitch
-refreshed as (
-
-    select
-        p.node_id,
-        p.customer_id,
-        i.{{ attributes | join(', i.') }},
-        p.type_rank,
-        p.within_limit
-    from {{ ref('int_identity__identifiers') }} as i
-    inner join {{ this }} as p on p.node_id = i.node_id
-    where i.max_loaded_at > {{ identity_watermark(this, 'watermark') }}
-        and i.node_id not in (select node_id from components)
-
-),
-{% endif %}
-
 final as (
 
     select
         j.node_id,
         j.customer_id,
         j.id_type,
-        j.id_value,
-        j.first_seen_at,
-        j.last_seen_at,
-        j.sources,
-        j.record_count,
         j.max_per_customer,
-        j.max_loaded_at,
         coalesce(r.type_rank, 1) as type_rank,
-        coalesce(r.type_rank, 1) <= j.max_per_customer as within_limit
+        coalesce(r.type_rank, 1) <= j.max_per_customer as within_limit,
+        j.max_loaded_at
     from joined as j
     left join ranked as r on r.node_id = j.node_id
     {%- if is_incremental() %}
     union all
-    select * from refreshed
+    -- seen again by this run's records, in a component it did not re-stitch
+    select
+        p.node_id,
+        p.customer_id,
+        p.id_type,
+        p.max_per_customer,
+        p.type_rank,
+        p.within_limit,
+        i.max_loaded_at
+    from {{ ref('int_identity__identifiers') }} as i
+    inner join {{ this }} as p on p.node_id = i.node_id
+    where i.max_loaded_at > {{ identity_watermark(this, 'watermark') }}
+        and i.node_id not in (select node_id from components)
     {%- endif %}
 
 )
@@ -105,11 +98,10 @@ select *, (select max(max_loaded_at) from {{ ref('int_identity__identifiers') }}
 from (
     select * from final
     {%- if is_incremental() %}
-    -- only what changed: an identifier of a touched component usually keeps its customer and rank
+    -- only what changed: an identifier of a touched component usually keeps its place
     {{ cdp_except() }}
     select
-        node_id, customer_id, id_type, id_value, first_seen_at, last_seen_at, sources,
-        record_count, max_per_customer, max_loaded_at, type_rank, within_limit
+        node_id, customer_id, id_type, max_per_customer, type_rank, within_limit, max_loaded_at
     from {{ this }}
     where node_id in (select node_id from final)
     {%- endif %}

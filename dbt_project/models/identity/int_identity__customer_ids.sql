@@ -5,8 +5,8 @@
 --    stronger type, then the value). The anchor is a function of the graph alone, so a rebuild from
 --    scratch mints the same ids, and a merge of two never-registered customers keeps the older one.
 -- The registry is read as the previous run left it (not ref'd: it is this model's state, written
--- after it by identity_id_registry). Incremental runs redo the components of touched identifiers
--- and drop the components that no longer exist.
+-- after it by identity_id_registry). Incremental runs redo the components of touched identifiers,
+-- write the rows that changed and drop the components that no longer exist.
 {{
     config(
         materialized='incremental',
@@ -173,3 +173,12 @@ final as (
 )
 
 select * from final
+{%- if is_incremental() %}
+-- only what changed: a touched component usually keeps its customer and anchor
+{{ cdp_except() }}
+select
+    component_id, customer_id, customer_first_seen_at, absorbed_customer_ids, anchor_type,
+    anchor_value
+from {{ this }}
+where component_id in (select component_id from touched)
+{%- endif %}

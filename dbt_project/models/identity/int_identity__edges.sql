@@ -8,31 +8,34 @@
 -- The edges of the identity graph: two identifiers seen on the same source record (an alias event
 -- carries previousId and userId on one record, so it links them too). Oriented so node_a is the
 -- stronger identifier; each edge keeps one example record so a link can always be explained.
--- Incremental runs recompute every edge touching an identifier of a record loaded since the last
--- run, over all the records that hold it (so first_loaded_at, the load that first linked the pair,
--- is exact).
+-- Incremental runs recompute the edges the records loaded since the last run carry, over all the
+-- records holding them (so record_count and first_loaded_at, the load that first linked the pair,
+-- are exact); no other edge changed.
 with
 
 {% if is_incremental() %}
-touched as (
+-- the links the records loaded since the last run carry: only these edges can change (a record
+-- adds to the links it holds and to no other)
+new_pairs as materialized (
 
-    select distinct node_id
-    from {{ ref('int_identity__record_nodes') }}
-    where loaded_at > {{ identity_watermark(this, 'max_loaded_at') }}
+    select distinct a.node_id as node_a, b.node_id as node_b
+    from {{ ref('int_identity__record_nodes') }} as a
+    inner join {{ ref('int_identity__record_nodes') }} as b
+        on a.record_id = b.record_id
+        and (a.priority < b.priority or (a.priority = b.priority and a.node_id < b.node_id))
+    where a.loaded_at > {{ identity_watermark(this, 'max_loaded_at') }}
+        and b.loaded_at > {{ identity_watermark(this, 'max_loaded_at') }}
 
 ),
 {% endif %}
 
-record_nodes as (
+-- incremental: every record holding an end of such a link, to recount the links over all records
+record_nodes as {% if is_incremental() %}materialized {% endif %}(
 
     select record_id, record_model, record_key, seen_at, loaded_at, node_id, id_type, priority
     from {{ ref('int_identity__record_nodes') }}
     {%- if is_incremental() %}
-    where record_id in (
-        select rn.record_id
-        from {{ ref('int_identity__record_nodes') }} as rn
-        inner join touched as t on t.node_id = rn.node_id
-    )
+    where node_id in (select node_a from new_pairs union select node_b from new_pairs)
     {%- endif %}
 
 ),
@@ -55,7 +58,9 @@ pairs as (
         on a.record_id = b.record_id
         and (a.priority < b.priority or (a.priority = b.priority and a.node_id < b.node_id))
     {%- if is_incremental() %}
-    where a.node_id in (select node_id from touched) or b.node_id in (select node_id from touched)
+    where exists (
+        select 1 from new_pairs as n where n.node_a = a.node_id and n.node_b = b.node_id
+    )
     {%- endif %}
 
 ),

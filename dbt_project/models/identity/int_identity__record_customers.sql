@@ -20,36 +20,33 @@
 with
 
 {% if is_incremental() %}
+-- the records whose customer may have changed (their names are not needed to find out)
 affected as (
 
     select record_id
     from {{ ref('int_identity__record_nodes') }}
     where node_id in ({{ identity_touched_nodes() }})
     union
-    select record_id
-    from {{ ref('int_identity__record_identifiers') }}
-    where loaded_at > {{ new_since }}
-    union
     -- session attribution is rebuilt whole: redo the records whose session customer changed (a
     -- new login claims older views of its device, a merge renames the customer) or that gained or
     -- lost one. Both sides are session rows only (a small share), compared as sets.
-    select {{ identity_node_id('d.record_model', 'd.record_key') }}
+    select record_id
     from (
         (
-            select record_model, record_key, customer_id
+            select record_id, customer_id
             from {{ ref('int_identity__session_attribution') }}
             {{ cdp_except() }}
-            select record_model, record_key, customer_id
+            select record_id, customer_id
             from {{ this }}
             where attribution = 'session'
         )
         union all
         (
-            select record_model, record_key, customer_id
+            select record_id, customer_id
             from {{ this }}
             where attribution = 'session'
             {{ cdp_except() }}
-            select record_model, record_key, customer_id
+            select record_id, customer_id
             from {{ ref('int_identity__session_attribution') }}
         )
     ) as d
@@ -57,23 +54,10 @@ affected as (
 ),
 {% endif %}
 
--- materialized: filtered before the join with every component, not after
-record_nodes as {% if is_incremental() %}materialized {% endif %}(
-
-    select rn.record_id, rn.node_id
-    {%- if is_incremental() %}, rn.source, rn.record_model, rn.record_key, rn.loaded_at{% endif %}
-    from {{ ref('int_identity__record_nodes') }} as rn
-    {%- if is_incremental() %}
-    where rn.record_id in (select record_id from affected)
-    {%- endif %}
-
-),
-
--- grouped by the integer record_id: three times faster than by the strings (every row of a record
--- carries the same names, so any value will do). Incremental runs take
--- an affected record's names from its identifiers above (every affected record that is not new
--- has one: touched, or a shared device's) and read only the new records' rows besides.
-records as (
+-- every record's names, once per record (grouped by the integer record_id: three times faster than
+-- by the strings; every row of a record carries the same names). Incremental: the records loaded
+-- since the last run, a few row groups at the table's end.
+records as materialized (
 
     select
         record_id,
@@ -81,18 +65,22 @@ records as (
         any_value(record_model) as record_model,
         any_value(record_key) as record_key,
         max(loaded_at) as loaded_at
-    {%- if is_incremental() %}
-    from (
-        select record_id, source, record_model, record_key, loaded_at from record_nodes
-        union all
-        select record_id, source, record_model, record_key, loaded_at
-        from {{ ref('int_identity__record_identifiers') }}
-        where loaded_at > {{ new_since }}
-    ) as r
-    {%- else %}
     from {{ ref('int_identity__record_identifiers') }}
+    {%- if is_incremental() %}
+    where loaded_at > {{ new_since }}
     {%- endif %}
     group by record_id
+
+),
+
+-- the records to resolve, with their identifiers' graph keys
+record_nodes as {% if is_incremental() %}materialized {% endif %}(
+
+    select rn.record_id, rn.node_id
+    from {{ ref('int_identity__record_nodes') }} as rn
+    {%- if is_incremental() %}
+    where rn.record_id in (select record_id from affected union select record_id from records)
+    {%- endif %}
 
 ),
 
@@ -168,40 +156,87 @@ best_node as (
 ),
 {%- endif %}
 
-final as (
+-- each record's customer by an identifier or a session; null: a customer of its own
+resolved as (
 
     select
         r.record_id,
-        r.source,
-        r.record_model,
-        r.record_key,
-        coalesce(
-            ci.customer_id,
-            s.customer_id,
-            {{ identity_mint_customer_id("'record:' || r.record_model || ':' || r.record_key") }}
-        ) as customer_id,
-        ci.customer_id is null and s.customer_id is null as is_unidentified,
+        coalesce(ci.customer_id, s.customer_id) as customer_id,
         case
             when ci.customer_id is not null then 'identifier'
             when s.customer_id is not null then 'session'
             else 'own'
-        end as attribution,
-        r.loaded_at
+        end as attribution
+    {%- if is_incremental() %}
+    from (select record_id from affected union select record_id from records) as r
+    {%- else %}
     from records as r
+    {%- endif %}
     left join best_node as b on b.record_id = r.record_id
     left join customer_ids as ci on ci.component_id = b.component_id
     left join sessions as s on s.record_id = r.record_id
 
+),
+
+{% if is_incremental() %}
+-- only what changed: most redone records keep their customer, and rewriting them would cost a
+-- delete, an insert and a checkpoint of rows that are already right. A record of its own keeps
+-- the id minted from its unchanged key. Compared on narrow columns; names are read only for the
+-- rows written.
+previous as materialized (
+
+    select p.record_id, p.customer_id, p.attribution
+    from {{ this }} as p
+    where p.record_id in (select record_id from resolved)
+
+),
+
+changed as materialized (
+
+    select r.*
+    from resolved as r
+    left join previous as p on p.record_id = r.record_id
+    where r.record_id in (select record_id from records)
+        or p.record_id is null
+        or p.attribution <> r.attribution
+        or (r.attribution <> 'own' and p.customer_id <> r.customer_id)
+
+),
+
+names as (
+
+    select * from records
+    union all
+    select p.record_id, p.source, p.record_model, p.record_key, p.loaded_at
+    from {{ this }} as p
+    where p.record_id in (select record_id from changed)
+        and p.record_id not in (select record_id from records)
+
+),
+{% endif %}
+
+final as (
+
+    select
+        r.record_id,
+        n.source,
+        n.record_model,
+        n.record_key,
+        coalesce(
+            r.customer_id,
+            {{ identity_mint_customer_id("'record:' || n.record_model || ':' || n.record_key") }}
+        ) as customer_id,
+        r.attribution = 'own' as is_unidentified,
+        r.attribution,
+        n.loaded_at
+    {%- if is_incremental() %}
+    from changed as r
+    inner join names as n on n.record_id = r.record_id
+    {%- else %}
+    from resolved as r
+    inner join records as n on n.record_id = r.record_id
+    {%- endif %}
+
 )
 
 select * from final
-{%- if is_incremental() %}
--- only what changed: most redone records keep their customer, and rewriting them would cost a
--- delete, an insert and a checkpoint of rows that are already right
-{{ cdp_except() }}
-select
-    p.record_id, p.source, p.record_model, p.record_key, p.customer_id, p.is_unidentified,
-    p.attribution, p.loaded_at
-from {{ this }} as p
-where p.record_id in (select record_id from records)
-{%- endif %}

@@ -16,12 +16,14 @@
 -- and first delete those now held back or over their limit.
 with
 
-ranked as (
+ranked as {% if is_incremental() %}materialized {% endif %}(
 
-    select * from {{ ref('int_identity__customer_identifiers_ranked') }}
+    select node_id, customer_id
+    from {{ ref('int_identity__customer_identifiers_ranked') }}
+    where within_limit
     {%- if is_incremental() %}
-    -- the rows its last run rewrote
-    where watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }}
+        -- the rows its last run rewrote
+        and watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }}
     {%- endif %}
 
 ),
@@ -29,14 +31,14 @@ ranked as (
 final as (
 
     select
-        customer_id,
-        id_type,
-        id_value,
-        first_seen_at,
-        last_seen_at,
-        sources
-    from ranked
-    where within_limit
+        r.customer_id,
+        i.id_type,
+        i.id_value,
+        i.first_seen_at,
+        i.last_seen_at,
+        i.sources
+    from ranked as r
+    inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = r.node_id
 
 )
 
