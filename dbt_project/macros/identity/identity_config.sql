@@ -160,3 +160,12 @@
     where c.watermark = {{ identity_watermark(components, 'watermark') }}
         and (c.component_id <> c.node_id or c.holdback_reason is not null)
 {%- endmacro %}
+
+{#- Whether the registry carries node_id (registries written before it was added get it on their
+    next identity_id_registry run): then the identity models find registered identifiers by the
+    integer key instead of comparing type and value strings over millions of rows. -#}
+{% macro identity_registry_keyed(registry) -%}
+    {%- if registry is none or not execute -%}{{ return(false) }}{%- endif -%}
+    {%- set names = adapter.get_columns_in_relation(registry) | map(attribute='name') | list -%}
+    {{ return('node_id' in names) }}
+{%- endmacro %}

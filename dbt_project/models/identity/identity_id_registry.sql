@@ -4,6 +4,8 @@
         unique_key=['id_type', 'id_value'],
         incremental_strategy='delete+insert',
         full_refresh=false,
+        on_schema_change='append_new_columns',
+        post_hook="update {{ this }} set node_id = {{ identity_node_id('id_type', 'id_value') }} where node_id is null",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -12,7 +14,10 @@
 -- id; int_identity__customer_ids reads it as the previous run left it. Rows change only when an
 -- identifier is new or moved to another customer. It runs last: identity_merges reads the state
 -- this model is about to overwrite.
+-- node_id (the identifier's graph key) lets the identity models find registered identifiers by an
+-- integer; a registry written before it existed gets the column and its values on its next run.
 -- depends_on: {{ ref('identity_merges') }}
+{%- set keyed = identity_registry_keyed(this) if is_incremental() else false %}
 with
 
 components as materialized (
@@ -28,7 +33,8 @@ current_ids as (
         i.id_value,
         ci.customer_id,
         ci.customer_first_seen_at,
-        {{ cdp_now() }} as assigned_at
+        {{ cdp_now() }} as assigned_at,
+        i.node_id
     from components as c
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
     inner join {{ ref('int_identity__customer_ids') }} as ci on ci.component_id = c.component_id
@@ -42,9 +48,13 @@ previous as materialized (
 
     select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
     from {{ this }} as r
+    {%- if keyed %}
+    where r.node_id in (select node_id from current_ids)
+    {%- else %}
     where exists (
         select 1 from current_ids as c where c.id_type = r.id_type and c.id_value = r.id_value
     )
+    {%- endif %}
 
 ),
 {%- endif %}

@@ -17,6 +17,7 @@
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
+{%- set keyed = identity_registry_keyed(registry) %}
 
 with
 
@@ -67,9 +68,13 @@ registry as (
 
     select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
     from {{ registry }} as r
+    {%- if keyed %}
+    where r.node_id in (select node_id from components)
+    {%- else %}
     where exists (
         select 1 from components as c where c.id_type = r.id_type and c.id_value = r.id_value
     )
+    {%- endif %}
 
 ),
 
