@@ -12,6 +12,7 @@
 -- (or were not known yet), as type:value, sorted.
 -- depends_on: {{ ref('int_identity__identifiers') }}, {{ ref('int_identity__components') }}, {{ ref('int_identity__edges') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
+{%- set keyed = identity_registry_keyed(registry) %}
 
 with
 
@@ -36,7 +37,8 @@ absorbed as (
 {% if registry is not none and is_incremental() %}
 previous as (
 
-    select id_type, id_value, customer_id from {{ registry }}
+    select {% if keyed %}node_id{% else %}{{ identity_node_id('id_type', 'id_value') }} as node_id{% endif %}, customer_id
+    from {{ registry }}
 
 ),
 
@@ -45,7 +47,7 @@ nodes as (
     select i.node_id, i.id_type, i.id_value, c.component_id, p.customer_id as previous_customer_id
     from {{ ref('int_identity__identifiers') }} as i
     inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
-    left join previous as p on p.id_type = i.id_type and p.id_value = i.id_value
+    left join previous as p on p.node_id = i.node_id
     where c.component_id in (select component_id from absorbed)
 
 ),

@@ -1,9 +1,8 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['id_type', 'id_value'],
-        incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark = {{ identity_watermark(ref('int_identity__components'), 'watermark') }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where not within_limit and watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }})) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
+        incremental_strategy='append',
+        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark = {{ identity_watermark(ref('int_identity__components'), 'watermark') }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }})) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -11,9 +10,9 @@
 -- depends_on: {{ ref('int_identity__components') }}
 -- Every identifier and the one customer who holds it: the lookup table of the whole CDP.
 -- Identifiers beyond their type's per-customer limit are in identity.identity_quarantine instead.
--- Incremental runs rewrite the identifiers int_identity__customer_identifiers_ranked rewrote (the
--- touched components' and those seen again)
--- and first delete those now held back or over their limit.
+-- Incremental runs first delete, in one statement (the pre-hook, in the run's transaction), every
+-- identifier int_identity__customer_identifiers_ranked rewrote (the touched components' and those
+-- seen again) or that is now held back, then append those rewritten rows within their limit.
 with
 
 ranked as {% if is_incremental() %}materialized {% endif %}(
