@@ -46,11 +46,16 @@ current_ids as (
 -- so the anti-join below builds on thousands of rows, not on the whole registry
 previous as materialized (
 
-    select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
-    from {{ this }} as r
     {%- if keyed %}
+    select r.node_id, r.customer_id, r.customer_first_seen_at
+    from {{ this }} as r
     where r.node_id in (select node_id from current_ids)
     {%- else %}
+    select
+        {{ identity_node_id('r.id_type', 'r.id_value') }} as node_id,
+        r.customer_id,
+        r.customer_first_seen_at
+    from {{ this }} as r
     where exists (
         select 1 from current_ids as c where c.id_type = r.id_type and c.id_value = r.id_value
     )
@@ -63,8 +68,7 @@ select * from current_ids as n
 {%- if is_incremental() %}
 where not exists (
     select 1 from previous as r
-    where r.id_type = n.id_type
-        and r.id_value = n.id_value
+    where r.node_id = n.node_id
         and r.customer_id = n.customer_id
         and r.customer_first_seen_at is not distinct from n.customer_first_seen_at
 )

@@ -66,11 +66,16 @@ anchors as (
 -- only the registered identifiers of these components (a semi-join, not a copy of the registry)
 registry as (
 
-    select r.id_type, r.id_value, r.customer_id, r.customer_first_seen_at
-    from {{ registry }} as r
     {%- if keyed %}
+    select r.node_id, r.customer_id, r.customer_first_seen_at
+    from {{ registry }} as r
     where r.node_id in (select node_id from components)
     {%- else %}
+    select
+        {{ identity_node_id('r.id_type', 'r.id_value') }} as node_id,
+        r.customer_id,
+        r.customer_first_seen_at
+    from {{ registry }} as r
     where exists (
         select 1 from components as c where c.id_type = r.id_type and c.id_value = r.id_value
     )
@@ -86,7 +91,7 @@ claims as (
         min(r.customer_first_seen_at) as customer_first_seen_at,
         count(*) as claimed_identifiers
     from components as c
-    inner join registry as r on r.id_type = c.id_type and r.id_value = c.id_value
+    inner join registry as r on r.node_id = c.node_id
     group by c.component_id, r.customer_id
 
 ),
