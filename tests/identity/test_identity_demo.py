@@ -111,8 +111,9 @@ def test_explain_gives_the_chain_of_records(built) -> None:
             held = {
                 f"{t}:{v}"
                 for t, v in con.execute(
-                    "select id_type, id_value from identity.int_identity__record_nodes "
-                    "where record_model = ? and record_key = ?",
+                    "select i.id_type, i.id_value from identity.int_identity__record_nodes as rn "
+                    "inner join identity.int_identity__identifiers as i on i.node_id = rn.node_id "
+                    "where rn.record_model = ? and rn.record_key = ?",
                     [step["record_model"], step["record_key"]],
                 ).fetchall()
             }

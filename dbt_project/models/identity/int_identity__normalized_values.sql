@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['id_type', 'raw_value'],
+        unique_key=['raw_key'],
         incremental_strategy='delete+insert',
     )
 }}
@@ -14,7 +14,11 @@ with
 
 raw_values as (
 
-    select id_type, raw_value, max(loaded_at) as loaded_at
+    select
+        id_type,
+        raw_value,
+        {{ identity_node_id('id_type', 'raw_value') }} as raw_key,
+        max(loaded_at) as loaded_at
     from {{ ref('int_identity__record_identifiers') }} as r
     where id_type is not null
     {%- if is_incremental() %}
@@ -36,13 +40,12 @@ with_digits as (
     select
         id_type,
         raw_value,
+        raw_key,
         loaded_at,
         case when id_type = 'phone' then {{ identity_digits('raw_value') }} end as digits
     from raw_values as rv
     {%- if is_incremental() %}
-    where not exists (
-        select 1 from {{ this }} as t where t.id_type = rv.id_type and t.raw_value = rv.raw_value
-    )
+    where rv.raw_key not in (select raw_key from {{ this }})
     {%- endif %}
 
 ),
@@ -52,6 +55,7 @@ normalized as (
     select
         id_type,
         raw_value,
+        raw_key,
         loaded_at,
         lower(trim(raw_value)) as folded_value,
         {{ identity_normalize('id_type', 'raw_value', 'digits') }} as id_value
@@ -99,6 +103,9 @@ final as (
     select
         c.id_type,
         c.raw_value,
+        -- the raw value's key (a hash of type and value): record_nodes and incremental runs look
+        -- values up by this integer, not by comparing strings over millions of rows
+        c.raw_key,
         case
             when c.invalid_reason is null and eb.raw_value is null and pb.raw_value is null
                 then c.id_value

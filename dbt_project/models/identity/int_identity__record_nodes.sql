@@ -5,8 +5,9 @@
         incremental_strategy='delete+insert',
     )
 }}
--- Every usable identifier of every source record, normalized, with its graph key (node_id) and its
--- type's priority. Rows whose raw value is not usable stay behind (see identity_quarantine).
+-- Every usable identifier of every source record, with its graph key (node_id) and its type's
+-- priority (the normalized value itself is in int_identity__identifiers). Rows whose raw value is
+-- not usable stay behind (see identity_quarantine).
 with
 
 record_identifiers as (
@@ -37,13 +38,13 @@ final as (
         r.first_seen_at,
         r.loaded_at,
         n.id_type,
-        n.id_value,
         n.node_id,
         {{ identity_priority('n.id_type') }} as priority
 
     from record_identifiers as r
+    -- by the raw value's integer key (unique: tested on int_identity__normalized_values)
     inner join normalized as n
-        on n.id_type = r.id_type and n.raw_value = r.raw_value
+        on n.raw_key = {{ identity_node_id('r.id_type', 'r.raw_value') }}
 
 )
 
