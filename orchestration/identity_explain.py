@@ -20,7 +20,7 @@ import duckdb
 # the dbt selection that builds identity resolution, its outputs and its state
 IDENTITY_SELECT = (
     "+identity_id_registry +customer_identifiers +identity_quarantine "
-    "+int_identity__record_customers"
+    "+int_identity__record_customers +int_identity__runs"
 )
 
 _TYPED = re.compile(r"^([a-z][a-z0-9_]*):(.+)$")

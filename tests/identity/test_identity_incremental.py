@@ -3,11 +3,13 @@ exactly where a full rebuild of the same data ends."""
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import polars as pl
 import pytest
 
-from benchmarks.bench_identity import append_raw, split_for_increment
+from benchmarks.bench_identity import append_raw, run_dbt, split_for_increment
 from orchestration.demo.generator import generate
 from orchestration.demo.warehouse import load_raw
 from tests.conftest import AS_OF
@@ -174,3 +176,31 @@ def test_a_registry_from_before_node_id_is_upgraded_and_keeps_its_ids(tmp_path) 
     after = {identifier: customer for identifier, customer, _ in rows}
     # an identifier changes customer only when its customer was merged into another
     assert all(after[k] == v or v in merged for k, v in before.items())
+
+
+def test_a_run_that_died_half_way_is_completed_by_the_next_even_with_new_records(tmp_path) -> None:
+    # the first pass and the components commit, then the run dies before customers, ranks and
+    # records are redone; more records arrive; the next run must redo both regions
+    data = generate(200, seed=31, as_of=AS_OF)
+    base, later = split_for_increment(data, 0.06, seed=5)
+    first, second = split_for_increment(later, 0.5, seed=7)
+    db_path = tmp_path / "cdp.duckdb"
+    load_raw(db_path, base)
+    build_identity(db_path, *NO_TESTS)
+    append_raw(db_path, first)
+    run_dbt(
+        db_path,
+        "build",
+        *NO_TESTS,
+        "--select",
+        "+int_identity__components",
+        "--vars",
+        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
+    )
+    append_raw(db_path, second)
+    build_identity(db_path, *NO_TESTS)
+    completed = _state(db_path)
+    build_identity(db_path, "--full-refresh", *NO_TESTS)
+    full = _state(db_path)
+    for part in ("records", "identifiers", "quarantine", "customers", "components"):
+        assert completed[part] == full[part], part

@@ -109,14 +109,14 @@
     'cus_' || substr({{ dbt.hash(key_expr) }}, 1, 20)
 {%- endmacro %}
 
-{#- The identifiers whose component the last run of int_identity__components_unchecked
-    recomputed (all of them after a full build). Downstream incremental models redo exactly these:
-    they are whole components, so customers never straddle the boundary. -#}
+{#- The identifiers whose component int_identity__components_unchecked recomputed since the last
+    identity run that finished (all of them after a full build). Downstream incremental models redo
+    exactly these: they are whole components, so customers never straddle the boundary. -#}
 {% macro identity_touched_nodes() -%}
     {%- set unchecked = ref('int_identity__components_unchecked') %}
     select node_id
     from {{ unchecked }}
-    where watermark = {{ identity_watermark(unchecked, 'watermark') }}
+    where watermark > {{ identity_completed_watermark() }}
 {%- endmacro %}
 
 {#- The largest value of a timestamp column, read once when the model compiles and inlined as a
@@ -146,7 +146,7 @@
     where c.holdback_reason is null
     {%- if is_incremental() %}
         -- the rows the last run of int_identity__components rewrote: the touched identifiers
-        and c.watermark = {{ identity_watermark(components, 'watermark') }}
+        and c.watermark > {{ identity_completed_watermark() }}
     {%- endif %}
 {%- endmacro %}
 
@@ -157,7 +157,7 @@
     {%- set components = ref('int_identity__components') %}
     select c.node_id
     from {{ components }} as c
-    where c.watermark = {{ identity_watermark(components, 'watermark') }}
+    where c.watermark > {{ identity_completed_watermark() }}
         and (c.component_id <> c.node_id or c.holdback_reason is not null)
 {%- endmacro %}
 
@@ -168,4 +168,17 @@
     {%- if registry is none or not execute -%}{{ return(false) }}{%- endif -%}
     {%- set names = adapter.get_columns_in_relation(registry) | map(attribute='name') | list -%}
     {{ return('node_id' in names) }}
+{%- endmacro %}
+
+{#- The watermark of the last identity run that finished: the last row int_identity__runs wrote
+    (read without ref: it is written after every other identity model). Downstream models redo the
+    identifiers the first pass rewrote since then, so the region of a run that died half way is
+    redone by the next run even when new records arrived in between, and a run with nothing new
+    redoes nothing. 1900-01-01 (everything) before any run finished. -#}
+{% macro identity_completed_watermark() -%}
+    {%- set unchecked = ref('int_identity__components_unchecked') -%}
+    {%- set runs = adapter.get_relation(
+        database=unchecked.database, schema=unchecked.schema, identifier='int_identity__runs'
+    ) if execute else none -%}
+    {{ return(identity_watermark(runs, 'watermark')) }}
 {%- endmacro %}

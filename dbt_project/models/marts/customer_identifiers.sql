@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark = {{ identity_watermark(ref('int_identity__components'), 'watermark') }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }})) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
+        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark > {{ identity_completed_watermark() }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark > {{ identity_completed_watermark() }})) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -21,8 +21,8 @@ ranked as {% if is_incremental() %}materialized {% endif %}(
     from {{ ref('int_identity__customer_identifiers_ranked') }}
     where within_limit
     {%- if is_incremental() %}
-        -- the rows its last run rewrote
-        and watermark = {{ identity_watermark(ref('int_identity__customer_identifiers_ranked'), 'watermark') }}
+        -- the rows it rewrote since the last finished run
+        and watermark > {{ identity_completed_watermark() }}
     {%- endif %}
 
 ),
