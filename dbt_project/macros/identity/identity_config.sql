@@ -182,3 +182,24 @@
     ) if execute else none -%}
     {{ return(identity_watermark(runs, 'watermark')) }}
 {%- endmacro %}
+
+{#- The registry's rows for the identifiers of `identifiers` (a relation or CTE with node_id,
+    id_type, id_value): node_id, customer_id, customer_first_seen_at. A semi-join probing the
+    registry with the small set; by node_id when the registry has it (see identity_registry_keyed),
+    else by type and value. -#}
+{% macro identity_registry_rows(registry, identifiers) -%}
+    {%- if identity_registry_keyed(registry) %}
+    select r.node_id, r.customer_id, r.customer_first_seen_at
+    from {{ registry }} as r
+    where r.node_id in (select node_id from {{ identifiers }})
+    {%- else %}
+    select
+        {{ identity_node_id('r.id_type', 'r.id_value') }} as node_id,
+        r.customer_id,
+        r.customer_first_seen_at
+    from {{ registry }} as r
+    where exists (
+        select 1 from {{ identifiers }} as c where c.id_type = r.id_type and c.id_value = r.id_value
+    )
+    {%- endif %}
+{%- endmacro %}

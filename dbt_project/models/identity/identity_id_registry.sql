@@ -17,7 +17,6 @@
 -- node_id (the identifier's graph key) lets the identity models find registered identifiers by an
 -- integer; a registry written before it existed gets the column and its values on its next run.
 -- depends_on: {{ ref('identity_merges') }}
-{%- set keyed = identity_registry_keyed(this) if is_incremental() else false %}
 with
 
 components as materialized (
@@ -46,20 +45,7 @@ current_ids as (
 -- so the anti-join below builds on thousands of rows, not on the whole registry
 previous as materialized (
 
-    {%- if keyed %}
-    select r.node_id, r.customer_id, r.customer_first_seen_at
-    from {{ this }} as r
-    where r.node_id in (select node_id from current_ids)
-    {%- else %}
-    select
-        {{ identity_node_id('r.id_type', 'r.id_value') }} as node_id,
-        r.customer_id,
-        r.customer_first_seen_at
-    from {{ this }} as r
-    where exists (
-        select 1 from current_ids as c where c.id_type = r.id_type and c.id_value = r.id_value
-    )
-    {%- endif %}
+    {{ identity_registry_rows(this, 'current_ids') }}
 
 ),
 {%- endif %}

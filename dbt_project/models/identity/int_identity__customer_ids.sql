@@ -17,7 +17,6 @@
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
-{%- set keyed = identity_registry_keyed(registry) %}
 
 with
 
@@ -66,20 +65,7 @@ anchors as (
 -- only the registered identifiers of these components (a semi-join, not a copy of the registry)
 registry as (
 
-    {%- if keyed %}
-    select r.node_id, r.customer_id, r.customer_first_seen_at
-    from {{ registry }} as r
-    where r.node_id in (select node_id from components)
-    {%- else %}
-    select
-        {{ identity_node_id('r.id_type', 'r.id_value') }} as node_id,
-        r.customer_id,
-        r.customer_first_seen_at
-    from {{ registry }} as r
-    where exists (
-        select 1 from components as c where c.id_type = r.id_type and c.id_value = r.id_value
-    )
-    {%- endif %}
+    {{ identity_registry_rows(registry, 'components') }}
 
 ),
 
