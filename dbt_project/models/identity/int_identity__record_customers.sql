@@ -132,29 +132,24 @@ missed as materialized (
     where rn.record_id not in (select record_id from hit)
 
 ),
+{%- endif %}
 
+-- incremental: the touched hits, and the others looked up among all components; a full build looks
+-- every record up there
 best_node as (
+    {%- if is_incremental() %}
 
     select * from hit
     union all
+    {%- endif %}
+
     select m.record_id, min(c.component_id) as component_id
-    from missed as m
+    from {% if is_incremental() %}missed{% else %}record_nodes{% endif %} as m
     inner join components as c on c.node_id = m.node_id
     where c.holdback_reason is null
     group by m.record_id
 
 ),
-{%- else %}
-best_node as (
-
-    select rn.record_id, min(c.component_id) as component_id
-    from record_nodes as rn
-    inner join components as c on c.node_id = rn.node_id
-    where c.holdback_reason is null
-    group by rn.record_id
-
-),
-{%- endif %}
 
 -- each record's customer by an identifier or a session; null: a customer of its own
 resolved as (
