@@ -7,12 +7,14 @@ that column before anything reaches the warehouse, as it does for generated data
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from benchmarks.bench_identity import build_identity as bench_build_identity
+from benchmarks.bench_identity import run_dbt
 from orchestration.demo.generator import TRUTH_COLUMN, DemoData, generate
 from orchestration.demo.warehouse import load_raw
 from tests.conftest import AS_OF
@@ -121,6 +123,20 @@ def build_identity(db_path: Path, *extra: str, dbt_vars: dict | None = None) -> 
     """dbt build of identity resolution on ``db_path`` (data and unit tests included), AS_OF
     pinned: the benchmark's build, so tests and figures come from the same command."""
     bench_build_identity(db_path, *extra, tests=True, dbt_vars=dbt_vars)
+
+
+def build_dying_after_components(db_path: Path) -> None:
+    """An identity run that dies half way: the first pass and the components commit, the
+    customers, ranks and records are not redone."""
+    run_dbt(
+        db_path,
+        "build",
+        *NO_TESTS,
+        "--select",
+        "+int_identity__components",
+        "--vars",
+        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
+    )
 
 
 def query_all(db_path: Path, **queries: str) -> dict[str, list[tuple]]:

@@ -3,17 +3,15 @@ exactly where a full rebuild of the same data ends."""
 
 from __future__ import annotations
 
-import json
-
 import duckdb
 import polars as pl
 import pytest
 
-from benchmarks.bench_identity import append_raw, run_dbt, split_for_increment
+from benchmarks.bench_identity import append_raw, split_for_increment
 from orchestration.demo.generator import generate
 from orchestration.demo.warehouse import load_raw
 from tests.conftest import AS_OF
-from tests.identity.scenario import NO_TESTS, build_identity
+from tests.identity.scenario import NO_TESTS, build_dying_after_components, build_identity
 
 
 def _state(db_path) -> dict:
@@ -188,15 +186,7 @@ def test_a_run_that_died_half_way_is_completed_by_the_next_even_with_new_records
     load_raw(db_path, base)
     build_identity(db_path, *NO_TESTS)
     append_raw(db_path, first)
-    run_dbt(
-        db_path,
-        "build",
-        *NO_TESTS,
-        "--select",
-        "+int_identity__components",
-        "--vars",
-        json.dumps({"cdp_as_of": AS_OF.strftime("%Y-%m-%d")}),
-    )
+    build_dying_after_components(db_path)
     append_raw(db_path, second)
     build_identity(db_path, *NO_TESTS)
     completed = _state(db_path)

@@ -111,12 +111,19 @@
 
 {#- The identifiers whose component int_identity__components_unchecked recomputed since the last
     identity run that finished (all of them after a full build). Downstream incremental models redo
-    exactly these: they are whole components, so customers never straddle the boundary. -#}
-{% macro identity_touched_nodes() -%}
+    exactly these: they are whole components, so customers never straddle the boundary (see
+    identity_attach_region for the identifiers attached alone and the components only reordered).
+    regrouped_only leaves the reordered components out (their identifiers keep their customer). -#}
+{% macro identity_touched_nodes(regrouped_only=false) -%}
     {%- set unchecked = ref('int_identity__components_unchecked') %}
     select node_id
     from {{ unchecked }}
     where watermark > {{ identity_completed_watermark() }}
+    {%- if regrouped_only %}
+        -- not the components kept as they are whose anchor and ranks were redone: their
+        -- identifiers keep their customer
+        and not coalesce(reordered, false)
+    {%- endif %}
 {%- endmacro %}
 
 {#- The largest value of a timestamp column, read once when the model compiles and inlined as a
@@ -138,8 +145,10 @@
 {#- The touched identifiers' components (all identifiers after a full build), held-back ones left
     out: incremental models join this (as a materialized CTE) instead of the whole components
     table, so the planner cannot join millions of rows before it filters. A filter on the
-    components' watermark, not a join with identity_touched_nodes(). -#}
-{% macro identity_touched_components() -%}
+    components' watermark, not a join with identity_touched_nodes(). whole_only leaves out the
+    identifiers the first pass attached alone to a component it did not re-stitch (see
+    identity_attach_region): int_identity__customer_ids, which reads whole components. -#}
+{% macro identity_touched_components(whole_only=false) -%}
     {%- set components = ref('int_identity__components') %}
     select c.node_id, c.component_id
     from {{ components }} as c
@@ -147,6 +156,10 @@
     {%- if is_incremental() %}
         -- the rows the last run of int_identity__components rewrote: the touched identifiers
         and c.watermark > {{ identity_completed_watermark() }}
+        {%- if whole_only %}
+        -- and not those attached alone to a component that did not change
+        and not coalesce(c.attached, false)
+        {%- endif %}
     {%- endif %}
 {%- endmacro %}
 

@@ -3,6 +3,7 @@
         materialized='incremental',
         unique_key=['node_id'],
         incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
         post_hook="{{ identity_drop_work_tables('int_identity__components') }}",
     )
 }}
@@ -98,6 +99,9 @@ final as (
             when s.node_id is not null then 'shared_identifier'
             when cn.node_id is not null and k.node_id is null then 'conflicting_anchors'
         end as holdback_reason,
+        -- attached by the first pass without re-stitching its component: downstream takes it alone
+        coalesce(fp.attached, false) and s.node_id is null and cn.node_id is null as attached,
+        coalesce(fp.reordered, false) as reordered,
         -- the first pass's watermark: the rows this run rewrote carry the newest one
         (select max(watermark) from {{ ref('int_identity__components_unchecked') }}) as watermark
     from identifiers as i

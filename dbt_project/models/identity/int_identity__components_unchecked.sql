@@ -3,18 +3,21 @@
         materialized='incremental',
         unique_key=['node_id'],
         incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
         post_hook="{{ identity_drop_work_tables('int_identity__components_unchecked') }}",
     )
 }}
 -- First pass: connected components over every edge whose endpoints are not shared identifiers;
 -- every identifier gets a row (alone: its own node_id). Limits are checked in
 -- int_identity__components.
--- Incremental runs recompute only the region new records reshape: the ends of links first made
--- by records loaded since the last run, identifiers that are new or were first seen earlier than
--- known, and every identifier of the components those were in. A record that only repeats known
--- links (most events) changes no component. New edges only join region identifiers, so the region
--- holds whole components and the result equals a full rebuild's (component_id is the smallest
--- node_id of a component either way); a newly shared identifier arrives on a new link.
+-- Incremental runs recompute only the region new records reshape (identity_attach_region): the
+-- components new links merge, split (a newly shared identifier) or may re-anchor, and new
+-- identifiers that start a customer. A new identifier that only joins one existing component and
+-- changes nothing else in it is attached to it (attached: downstream takes it alone), and a record
+-- that only repeats known links (most events) changes no component. New edges only join region
+-- identifiers, so the region holds whole components and the result equals a full rebuild's
+-- (component_id is the smallest node_id of a component either way). Without the downstream
+-- models' state (a partial build) every new link and first sighting re-stitches its component.
 {%- set watermark_sql = identity_watermark(this, 'watermark') if is_incremental() else '' %}
 {%- set region_sql %}
     with seeds as (
@@ -50,11 +53,27 @@
 {%- endset %}
 
 {%- if is_incremental() and execute %}
-    {#- the region, once, for the component rounds and the output below -#}
+    {#- the state the downstream models left: without it (a partial build) every seed re-stitches -#}
+    {%- set state = namespace(ok=true, rel={}) %}
+    {%- for name in ['int_identity__components', 'int_identity__customer_ids', 'int_identity__customer_identifiers_ranked'] %}
+        {%- set rel = adapter.get_relation(database=this.database, schema=this.schema, identifier=name) %}
+        {%- if rel is none %}{% set state.ok = false %}{% endif %}
+        {%- do state.rel.update({name: rel}) %}
+    {%- endfor %}
+    {%- if state.ok %}
+        {{ identity_attach_region(watermark_sql, state.rel) }}
+    {%- else %}
     {% call statement('identity_region') %}
         create or replace temp table int_identity__components_unchecked__region as
-        {{ region_sql }}
+        {{ region_sql }};
+        create or replace temp table int_identity__components_unchecked__kept as
+        select
+            cast(null as ubigint) as node_id,
+            cast(null as ubigint) as component_id,
+            cast(null as boolean) as reordered
+        where false
     {% endcall %}
+    {%- endif %}
     {%- set edges_sql = edges_sql | replace('region_nodes', 'temp.main.int_identity__components_unchecked__region') %}
 {%- endif %}
 
@@ -63,9 +82,13 @@ with
 nodes as (
 
     {%- if is_incremental() %}
-    select node_id from temp.main.int_identity__components_unchecked__region
+    select node_id, cast(null as ubigint) as kept_as, cast(null as boolean) as reordered
+    from temp.main.int_identity__components_unchecked__region
+    union all
+    select node_id, component_id, reordered from temp.main.int_identity__components_unchecked__kept
     {%- else %}
-    select node_id from {{ ref('int_identity__identifiers') }}
+    select node_id, cast(null as ubigint) as kept_as, cast(null as boolean) as reordered
+    from {{ ref('int_identity__identifiers') }}
     {%- endif %}
 
 ),
@@ -80,7 +103,11 @@ final as (
 
     select
         n.node_id,
-        coalesce(c.component_id, n.node_id) as component_id,
+        coalesce(n.kept_as, c.component_id, n.node_id) as component_id,
+        -- a new identifier attached alone to a component kept as it is
+        coalesce(not n.reordered, false) as attached,
+        -- a component kept as it is whose anchor and ranks are redone
+        coalesce(n.reordered, false) as reordered,
         (select max(loaded_at) from {{ ref('int_identity__record_nodes') }}) as watermark
     from nodes as n
     left join components as c on c.node_id = n.node_id

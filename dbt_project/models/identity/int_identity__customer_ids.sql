@@ -23,7 +23,7 @@ with
 -- held-back identifiers identify nobody
 touched as materialized (
 
-    {{ identity_touched_components() }}
+    {{ identity_touched_components(whole_only=true) }}
 
 ),
 

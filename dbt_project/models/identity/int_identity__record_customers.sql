@@ -25,7 +25,7 @@ affected as (
 
     select record_id
     from {{ ref('int_identity__record_nodes') }}
-    where node_id in ({{ identity_touched_nodes() }})
+    where node_id in ({{ identity_touched_nodes(regrouped_only=true) }})
     union
     -- session attribution is rebuilt whole: redo the records whose session customer changed (a
     -- new login claims older views of its device, a merge renames the customer) or that gained or
