@@ -183,6 +183,20 @@
     {{ return('node_id' in names) }}
 {%- endmacro %}
 
+{#- Pre-hook of identity_id_registry: a registry written before it carried node_id gets the column
+    (typed like int_identity__identifiers.node_id) and every row's value, so the model can replace
+    rows by node_id. Nothing to do on a keyed registry or a first build. -#}
+{% macro identity_registry_add_node_id() -%}
+    {%- if execute and is_incremental() and not identity_registry_keyed(this) -%}
+        {%- set node_id = adapter.get_columns_in_relation(ref('int_identity__identifiers'))
+            | selectattr('name', 'equalto', 'node_id') | first -%}
+        {%- do alter_relation_add_remove_columns(load_relation(this), [node_id], none) -%}
+        update {{ this }} set node_id = {{ identity_node_id('id_type', 'id_value') }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The watermark of the last identity run that finished: the last row int_identity__runs wrote
     (read without ref: it is written after every other identity model). Downstream models redo the
     identifiers the first pass rewrote since then, so the region of a run that died half way is

@@ -1,11 +1,10 @@
 {{
     config(
         materialized='incremental',
-        unique_key=['id_type', 'id_value'],
+        unique_key=['node_id'],
         incremental_strategy='delete+insert',
         full_refresh=false,
-        on_schema_change='append_new_columns',
-        post_hook="update {{ this }} set node_id = {{ identity_node_id('id_type', 'id_value') }} where node_id is null",
+        pre_hook="{{ identity_registry_add_node_id() }}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -14,8 +13,9 @@
 -- id; int_identity__customer_ids reads it as the previous run left it. Rows change only when an
 -- identifier is new or moved to another customer. It runs last: identity_merges reads the state
 -- this model is about to overwrite.
--- node_id (the identifier's graph key) lets the identity models find registered identifiers by an
--- integer; a registry written before it existed gets the column and its values on its next run.
+-- node_id (the identifier's graph key, unique like type and value) is its key: rows are replaced by
+-- an integer, not by comparing strings over millions of rows. A registry written before it existed
+-- gets the column and its values first thing on its next run (the pre-hook).
 -- depends_on: {{ ref('identity_merges') }}
 with
 

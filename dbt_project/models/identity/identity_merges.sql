@@ -11,8 +11,8 @@
 -- crossed the old boundary: identifiers on edges whose ends belonged to different customers before
 -- (or were not known yet), as type:value, sorted.
 -- depends_on: {{ ref('int_identity__identifiers') }}, {{ ref('int_identity__components') }}, {{ ref('int_identity__edges') }}
+-- depends_on: {{ ref('int_identity__components_unchecked') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
-{%- set keyed = identity_registry_keyed(registry) %}
 
 with
 
@@ -20,6 +20,12 @@ customer_ids as (
 
     select * from {{ ref('int_identity__customer_ids') }}
     where absorbed_customer_ids is not null
+    {%- if is_incremental() %}
+        -- merges happen in the components this run redid (older rows keep their absorbed ids)
+        and component_id in (
+            select t.component_id from ({{ identity_touched_components(whole_only=true) }}) as t
+        )
+    {%- endif %}
 
 ),
 
@@ -35,20 +41,27 @@ absorbed as (
 ),
 
 {% if registry is not none and is_incremental() %}
+merged_nodes as materialized (
+
+    select c.node_id, c.component_id, i.id_type, i.id_value
+    from {{ ref('int_identity__components') }} as c
+    inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = c.node_id
+    where c.component_id in (select component_id from absorbed)
+
+),
+
+-- the registry rows of those identifiers only
 previous as (
 
-    select {% if keyed %}node_id{% else %}{{ identity_node_id('id_type', 'id_value') }} as node_id{% endif %}, customer_id
-    from {{ registry }}
+    {{ identity_registry_rows(registry, 'merged_nodes') }}
 
 ),
 
 nodes as (
 
-    select i.node_id, i.id_type, i.id_value, c.component_id, p.customer_id as previous_customer_id
-    from {{ ref('int_identity__identifiers') }} as i
-    inner join {{ ref('int_identity__components') }} as c on c.node_id = i.node_id
-    left join previous as p on p.node_id = i.node_id
-    where c.component_id in (select component_id from absorbed)
+    select c.node_id, c.id_type, c.id_value, c.component_id, p.customer_id as previous_customer_id
+    from merged_nodes as c
+    left join previous as p on p.node_id = c.node_id
 
 ),
 
