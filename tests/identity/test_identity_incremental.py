@@ -187,6 +187,30 @@ def test_a_registry_from_before_node_id_is_upgraded_and_keeps_its_ids(tmp_path) 
     assert all(after[k] == v or v in merged for k, v in before.items())
 
 
+def test_components_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_path) -> None:
+    # a warehouse built before identifiers could be attached or components reordered: the next
+    # run adds both columns in place and still ends where a full rebuild ends
+    data = generate(120, seed=37, as_of=AS_OF)
+    base, increment = split_for_increment(data, 0.05, seed=11)
+    db_path = tmp_path / "cdp.duckdb"
+    load_raw(db_path, base)
+    build_identity(db_path, *NO_TESTS)
+    con = duckdb.connect(str(db_path))
+    try:
+        for table in ("int_identity__components_unchecked", "int_identity__components"):
+            for column in ("attached", "reordered"):
+                con.execute(f"alter table identity.{table} drop column {column}")
+    finally:
+        con.close()
+    append_raw(db_path, increment)
+    build_identity(db_path, *NO_TESTS)
+    upgraded = _state(db_path)
+    build_identity(db_path, "--full-refresh", *NO_TESTS)
+    full = _state(db_path)
+    for part in ("records", "identifiers", "quarantine", "customers", "components"):
+        assert upgraded[part] == full[part], part
+
+
 def test_a_run_that_died_half_way_is_completed_by_the_next_even_with_new_records(tmp_path) -> None:
     # the first pass and the components commit, then the run dies before customers, ranks and
     # records are redone; more records arrive; the next run must redo both regions
