@@ -187,9 +187,10 @@ def test_a_registry_from_before_node_id_is_upgraded_and_keeps_its_ids(tmp_path) 
     assert all(after[k] == v or v in merged for k, v in before.items())
 
 
-def test_components_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_path) -> None:
-    # a warehouse built before identifiers could be attached or components reordered: the next
-    # run adds both columns in place and still ends where a full rebuild ends
+def test_tables_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_path) -> None:
+    # a warehouse built before identifiers could be attached, components reordered and records
+    # compared by customer_key: the next run adds the columns in place, fills customer_key, and
+    # still ends where a full rebuild ends
     data = generate(120, seed=37, as_of=AS_OF)
     base, increment = split_for_increment(data, 0.05, seed=11)
     db_path = tmp_path / "cdp.duckdb"
@@ -200,11 +201,21 @@ def test_components_from_before_attach_get_the_columns_and_match_a_full_rebuild(
         for table in ("int_identity__components_unchecked", "int_identity__components"):
             for column in ("attached", "reordered"):
                 con.execute(f"alter table identity.{table} drop column {column}")
+        con.execute("alter table identity.int_identity__record_customers drop column customer_key")
     finally:
         con.close()
     append_raw(db_path, increment)
     build_identity(db_path, *NO_TESTS)
     upgraded = _state(db_path)
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        (wrong_keys,) = con.execute(
+            "select count(*) from identity.int_identity__record_customers "
+            "where customer_key is distinct from hash(customer_id)"
+        ).fetchone()
+    finally:
+        con.close()
+    assert wrong_keys == 0
     build_identity(db_path, "--full-refresh", *NO_TESTS)
     full = _state(db_path)
     for part in ("records", "identifiers", "quarantine", "customers", "components"):

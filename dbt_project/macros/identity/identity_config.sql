@@ -105,6 +105,20 @@
 {%- endmacro %}
 
 {#- The customer id minted for an anchor identifier (or a record with no identifier at all). -#}
+{#- A 64-bit key of a string (DuckDB's hash; elsewhere dbt's hash), to compare customer ids of
+    millions of rows without reading the strings. -#}
+{% macro identity_key(expr) -%}
+    {{ return(adapter.dispatch('identity_key', 'composable_cdp')(expr)) }}
+{%- endmacro %}
+
+{% macro default__identity_key(expr) -%}
+    {{ dbt.hash(expr) }}
+{%- endmacro %}
+
+{% macro duckdb__identity_key(expr) -%}
+    hash({{ expr }})
+{%- endmacro %}
+
 {% macro identity_mint_customer_id(key_expr) -%}
     'cus_' || substr({{ dbt.hash(key_expr) }}, 1, 20)
 {%- endmacro %}

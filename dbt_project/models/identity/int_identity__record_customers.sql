@@ -3,6 +3,8 @@
         materialized='incremental',
         unique_key=['record_id'],
         incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook="{% if is_incremental() %}update {{ this }} set customer_key = {{ identity_key('customer_id') }} where customer_key is null{% else %}select 1{% endif %}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -15,7 +17,9 @@
 -- applied: identifier, session or own. Profiles join staging rows to customers through this model.
 -- Incremental runs redo the records loaded since the last run and every record holding an
 -- identifier whose component was recomputed, and write the rows that changed. record_id (the
--- 64-bit hash of model and key the identity models join on) is the key.
+-- 64-bit hash of model and key the identity models join on) is the key. customer_key is a 64-bit
+-- key of customer_id: runs compare customers by it instead of reading millions of strings (a table
+-- from before it gets the column on its next run and its values after it).
 {%- set new_since = identity_watermark(this, 'loaded_at') if is_incremental() else '' %}
 with
 
@@ -178,9 +182,13 @@ resolved as (
 -- delete, an insert and a checkpoint of rows that are already right. A record of its own keeps
 -- the id minted from its unchanged key. Compared on narrow columns; names are read only for the
 -- rows written.
+{%- set has_key = 'customer_key' in (adapter.get_columns_in_relation(this) | map(attribute='name') | list) if execute else true %}
 previous as materialized (
 
-    select p.record_id, p.customer_id, p.attribution
+    select
+        p.record_id,
+        {% if has_key %}p.customer_key{% else %}{{ identity_key('p.customer_id') }}{% endif %} as customer_key,
+        p.attribution
     from {{ this }} as p
     where p.record_id in (select record_id from resolved)
 
@@ -194,7 +202,7 @@ changed as materialized (
     where r.record_id in (select record_id from records)
         or p.record_id is null
         or p.attribution <> r.attribution
-        or (r.attribution <> 'own' and p.customer_id <> r.customer_id)
+        or (r.attribution <> 'own' and p.customer_key <> {{ identity_key('r.customer_id') }})
 
 ),
 
@@ -210,7 +218,7 @@ names as (
 ),
 {% endif %}
 
-final as (
+named as (
 
     select
         r.record_id,
@@ -231,6 +239,13 @@ final as (
     from resolved as r
     inner join records as n on n.record_id = r.record_id
     {%- endif %}
+
+),
+
+final as (
+
+    select *, {{ identity_key('customer_id') }} as customer_key
+    from named
 
 )
 
