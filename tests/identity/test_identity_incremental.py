@@ -188,9 +188,9 @@ def test_a_registry_from_before_node_id_is_upgraded_and_keeps_its_ids(tmp_path) 
 
 
 def test_tables_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_path) -> None:
-    # a warehouse built before identifiers could be attached, components reordered and records
-    # compared by customer_key: the next run adds the columns in place, fills customer_key, and
-    # still ends where a full rebuild ends
+    # a warehouse built before identifiers could be attached, components reordered, records
+    # compared by customer_key and customer_identifiers keyed by node_id: the next run adds the
+    # columns in place, fills customer_key and node_id, and still ends where a full rebuild ends
     data = generate(120, seed=37, as_of=AS_OF)
     base, increment = split_for_increment(data, 0.05, seed=11)
     db_path = tmp_path / "cdp.duckdb"
@@ -202,6 +202,7 @@ def test_tables_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_
             for column in ("attached", "reordered"):
                 con.execute(f"alter table identity.{table} drop column {column}")
         con.execute("alter table identity.int_identity__record_customers drop column customer_key")
+        con.execute("alter table marts.customer_identifiers drop column node_id")
     finally:
         con.close()
     append_raw(db_path, increment)
@@ -213,9 +214,13 @@ def test_tables_from_before_attach_get_the_columns_and_match_a_full_rebuild(tmp_
             "select count(*) from identity.int_identity__record_customers "
             "where customer_key is distinct from hash(customer_id)"
         ).fetchone()
+        (wrong_nodes,) = con.execute(
+            "select count(*) from marts.customer_identifiers "
+            "where node_id is distinct from hash(id_type || ':' || id_value)"
+        ).fetchone()
     finally:
         con.close()
-    assert wrong_keys == 0
+    assert wrong_keys == 0 and wrong_nodes == 0
     build_identity(db_path, "--full-refresh", *NO_TESTS)
     full = _state(db_path)
     for part in ("records", "identifiers", "quarantine", "customers", "components"):

@@ -197,10 +197,10 @@
     {{ return('node_id' in names) }}
 {%- endmacro %}
 
-{#- Pre-hook of identity_id_registry: a registry written before it carried node_id gets the column
-    (typed like int_identity__identifiers.node_id) and every row's value, so the model can replace
-    rows by node_id. Nothing to do on a keyed registry or a first build. -#}
-{% macro identity_registry_add_node_id() -%}
+{#- Pre-hook of identity_id_registry and customer_identifiers: a table written before it carried
+    node_id gets the column (typed like int_identity__identifiers.node_id) and every row's value, so
+    the model can replace rows by node_id. Nothing to do on a keyed table or a first build. -#}
+{% macro identity_add_node_id() -%}
     {%- if execute and is_incremental() and not identity_registry_keyed(this) -%}
         {%- set node_id = adapter.get_columns_in_relation(ref('int_identity__identifiers'))
             | selectattr('name', 'equalto', 'node_id') | first -%}

@@ -4,7 +4,7 @@
         unique_key=['node_id'],
         incremental_strategy='delete+insert',
         full_refresh=false,
-        pre_hook="{{ identity_registry_add_node_id() }}",
+        pre_hook="{{ identity_add_node_id() }}",
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}

@@ -2,7 +2,10 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} as t using (select i.id_type, i.id_value from {{ ref('int_identity__identifiers') }} as i where i.node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark > {{ identity_completed_watermark() }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark > {{ identity_completed_watermark() }})) as gone where t.id_type = gone.id_type and t.id_value = gone.id_value{% else %}select 1{% endif %}",
+        pre_hook=[
+            "{{ identity_add_node_id() }}",
+            "{% if is_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark > {{ identity_completed_watermark() }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark > {{ identity_completed_watermark() }}){% else %}select 1{% endif %}",
+        ],
     )
 }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
@@ -13,6 +16,8 @@
 -- Incremental runs first delete, in one statement (the pre-hook, in the run's transaction), every
 -- identifier int_identity__customer_identifiers_ranked rewrote (the touched components' and those
 -- seen again) or that is now held back, then append those rewritten rows within their limit.
+-- node_id (the identifier's graph key, a 64-bit hash of type and value) finds them by an integer;
+-- a table from before it gets the column and its values first (the first pre-hook).
 with
 
 ranked as {% if is_incremental() %}materialized {% endif %}(
@@ -35,7 +40,8 @@ final as (
         i.id_value,
         i.first_seen_at,
         i.last_seen_at,
-        i.sources
+        i.sources,
+        i.node_id
     from ranked as r
     inner join {{ ref('int_identity__identifiers') }} as i on i.node_id = r.node_id
 
