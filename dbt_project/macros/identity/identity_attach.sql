@@ -158,10 +158,16 @@
 
         -- new identifiers of clusters reaching exactly one existing component not re-stitched
         candidates as (
-            select k.key as node_id, o.key as component_id, r.id_type, r.max_per_customer, r.first_seen_at
+            select
+                k.key as node_id,
+                o.key as component_id,
+                r.node_id is not null as is_known,
+                r.id_type,
+                r.max_per_customer,
+                r.first_seen_at
             from {{ t }}__keys as k
             inner join {{ t }}__keys as o on o.cluster = k.cluster and o.is_old
-            inner join {{ t }}__reshaped as r on r.node_id = k.key
+            left join {{ t }}__reshaped as r on r.node_id = k.key
             where not k.is_old
                 and k.cluster not in (
                     select k2.cluster from {{ t }}__keys as k2
@@ -217,13 +223,14 @@
             select distinct customer_id, id_type from {{ ranked }} where not within_limit
         )
 
-        -- a new identifier that would rename the component, come before its anchor or join a
-        -- component split by the once-per-customer rule
+        -- a new identifier that would rename the component or come before its anchor (or, never
+        -- expected, one the identifiers do not list as new: checked rather than trusted)
         select c.component_id
         from candidates as c
         left join anchors as a on a.component_id = c.component_id
         where not coalesce(
-            c.node_id > c.component_id
+            c.is_known
+            and c.node_id > c.component_id
             and a.first_seen_at is not null
             and (c.first_seen_at is null or c.first_seen_at > a.first_seen_at),
             false
