@@ -54,38 +54,45 @@ def dbt_build(select: str | None = None) -> int:
     return dbt(*args)
 
 
+def dbt_on_command(
+    db_path: str | Path,
+    *args: str,
+    project_dir: str | Path | None = None,
+    target: str = "ci",
+) -> tuple[list[str], dict[str, str], Path]:
+    """The command line, environment and working folder of ``dbt <args>`` against the warehouse
+    ``db_path``, with dbt's target and log folders beside it, so several warehouses (tests,
+    benchmarks) never share dbt artifacts."""
+    db_path = Path(db_path)
+    project_dir = Path(project_dir) if project_dir else settings.dbt_project_dir()
+    env = {**os.environ, "CDP_DUCKDB_PATH": str(db_path), "CDP_DBT_TARGET": target}
+    cmd = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(settings.dbt_profiles_dir()),
+        "--target-path",
+        str(db_path.parent / "dbt_target"),
+        "--log-path",
+        str(db_path.parent / "dbt_logs"),
+    ]
+    return cmd, env, project_dir
+
+
 def dbt_on(
     db_path: str | Path,
     *args: str,
     project_dir: str | Path | None = None,
     target: str = "ci",
 ) -> subprocess.CompletedProcess:
-    """Run ``dbt <args>`` against the warehouse ``db_path``, with dbt's target and log folders
-    beside it, so several warehouses (tests, benchmarks) never share dbt artifacts.
+    """Run ``dbt <args>`` against the warehouse ``db_path`` (see ``dbt_on_command``).
 
     Raises ``RuntimeError`` carrying dbt's output when dbt fails.
     """
-    db_path = Path(db_path)
-    project_dir = Path(project_dir) if project_dir else settings.dbt_project_dir()
-    env = {**os.environ, "CDP_DUCKDB_PATH": str(db_path), "CDP_DBT_TARGET": target}
-    proc = subprocess.run(
-        [
-            dbt_executable(),
-            *args,
-            "--project-dir",
-            str(project_dir),
-            "--profiles-dir",
-            str(settings.dbt_profiles_dir()),
-            "--target-path",
-            str(db_path.parent / "dbt_target"),
-            "--log-path",
-            str(db_path.parent / "dbt_logs"),
-        ],
-        cwd=project_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    cmd, env, cwd = dbt_on_command(db_path, *args, project_dir=project_dir, target=target)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(
             f"dbt {' '.join(args)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
