@@ -469,14 +469,14 @@ def main() -> None:
             )
             print(f"  peak memory {figures['peak_rss_mb']:.0f} MB", flush=True)
             for way, what in (
-                ("process", "process wall time, start to exit (a dbt command line)"),
-                ("warm", "in a process with dbt imported, until the warehouse is checkpointed"),
+                ("process", "process wall time, start to exit (as a dbt command line)"),
+                ("warm", "with dbt already imported, until the warehouse is checkpointed"),
                 ("dbt", "dbt's own command time (its resource report)"),
             ):
                 fulls = ", ".join(f"{s:.1f}" for s in figures[f"full_{way}"])
                 incs = ", ".join(f"{s:.1f}" for s in figures[f"incremental_{way}"])
                 print(
-                    f"  by {what}: full identity build {fulls} s; +1% records incremental "
+                    f"  {what}: full identity build {fulls} s; +1% records incremental "
                     f"run {incs} s; median ratio {figures[f'ratio_{way}']:.1%}",
                     flush=True,
                 )
