@@ -55,7 +55,13 @@ def file_lock(path: Path, exclusive: bool, timeout_s: float = LOCK_WAIT_S) -> It
                         f"gave up after {timeout_s:.0f}s waiting for the warehouse lock {path}"
                     ) from None
                 time.sleep(0.1)
-        yield
+        kind = "exclusive" if exclusive else "shared"
+        # at debug level, when the lock was held (wall clock, so two processes can be compared)
+        log.debug("warehouse lock %s %s acquired at %.6f", path, kind, time.time())
+        try:
+            yield
+        finally:
+            log.debug("warehouse lock %s %s released at %.6f", path, kind, time.time())
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

@@ -6,6 +6,7 @@ The concurrency test starts two of these at the same moment, as two users runnin
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
@@ -13,6 +14,12 @@ from orchestration.runner import run_all
 
 
 def main(argv: list[str]) -> int:
+    # the warehouse lock's acquire/release lines go to stderr, for the test to compare the runs
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    lock_log = logging.getLogger("orchestration.defs.resources")
+    lock_log.addHandler(handler)
+    lock_log.setLevel(logging.DEBUG)
     started = time.time()
     summary = run_all(argv or None)
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,10 +32,27 @@ def _start(selection: list[str]) -> subprocess.Popen:
     )
 
 
+LOCK_LINE = re.compile(r"warehouse lock (\S+) exclusive (acquired|released) at ([0-9.]+)")
+
+
 def _finish(proc: subprocess.Popen) -> dict:
+    """The run's summary, plus ``held``: the spans its writing steps held the warehouse lock,
+    as the holder logged them (acquired after ``flock`` returned, released before the close)."""
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, f"run failed:\n{out[-3000:]}\n{err[-5000:]}"
-    return json.loads(out.strip().splitlines()[-1])
+    summary = json.loads(out.strip().splitlines()[-1])
+    held, acquired = [], None
+    for _, what, at in LOCK_LINE.findall(err):
+        if what == "acquired":
+            assert acquired is None, "acquired twice without a release"
+            acquired = float(at)
+        else:
+            assert acquired is not None, "released without an acquire"
+            held.append((acquired, float(at)))
+            acquired = None
+    assert acquired is None, "a lock was never released"
+    summary["held"] = held
+    return summary
 
 
 def _writer_steps(instance: DagsterInstance, run_id: str) -> list[tuple[str, float, float]]:
@@ -58,15 +76,21 @@ def test_two_runs_started_together_both_succeed(file_sources: Path, small_demo) 
     # they really ran at the same time: each started before the other finished
     assert a["started"] < b["finished"] and b["started"] < a["finished"]
 
-    # ... and no writing step of one overlapped a writing step of the other
+    # ... every writing step held the warehouse lock, and no holding of one run overlapped a
+    # holding of the other (a step's own span may: it starts, then waits for the lock)
     home = Path(os.environ["DAGSTER_HOME"])
     with DagsterInstance.from_config(str(home)) as instance:
         steps_a = _writer_steps(instance, a["run_id"])
         steps_b = _writer_steps(instance, b["run_id"])
-    assert steps_a and steps_b
-    for name_a, start_a, end_a in steps_a:
-        for name_b, start_b, end_b in steps_b:
-            assert end_a <= start_b or end_b <= start_a, f"{name_a} overlapped {name_b}"
+    assert len(steps_a) == len(steps_b) == len(SELECTION)
+    assert len(a["held"]) >= len(steps_a) and len(b["held"]) >= len(steps_b)
+    for start_a, end_a in a["held"]:
+        for start_b, end_b in b["held"]:
+            assert end_a <= start_b or end_b <= start_a, "the two runs held the lock together"
+    # each holding lies inside one of its run's writing steps
+    for run, steps in ((a, steps_a), (b, steps_b)):
+        for start, end in run["held"]:
+            assert any(s <= start and end <= e for _, s, e in steps), (start, end, steps)
 
     # loaded once: the second run found every message already there (keyed upserts)
     con = duckdb.connect(str(file_sources), read_only=True)
