@@ -12,7 +12,7 @@
 -- seed applies to existing values after a --full-refresh.)
 with
 
-raw_values as (
+raw_values as {% if is_incremental() %}materialized {% endif %}(
 
     select
         id_type,
@@ -27,6 +27,18 @@ raw_values as (
     group by id_type, raw_value
 
 ),
+
+{% if is_incremental() %}
+-- the new values already known (probing the table with the few new keys: a hash table of the
+-- new keys, not of the millions known)
+known as (
+
+    select raw_key
+    from {{ this }}
+    where raw_key in (select raw_key from raw_values)
+
+),
+{% endif %}
 
 blocked as (
 
@@ -45,7 +57,7 @@ with_digits as (
         case when id_type = 'phone' then {{ identity_digits('raw_value') }} end as digits
     from raw_values as rv
     {%- if is_incremental() %}
-    where rv.raw_key not in (select raw_key from {{ this }})
+    where rv.raw_key not in (select raw_key from known)
     {%- endif %}
 
 ),

@@ -10,9 +10,10 @@
 -- not usable stay behind (see identity_quarantine).
 with
 
-record_identifiers as (
+record_identifiers as {% if is_incremental() %}materialized {% endif %}(
 
-    select * from {{ ref('int_identity__record_identifiers') }}
+    select *, {{ identity_node_id('id_type', 'raw_value') }} as raw_key
+    from {{ ref('int_identity__record_identifiers') }}
     where id_type is not null
     {%- if is_incremental() %}
         and loaded_at > {{ identity_watermark(this, 'loaded_at') }}
@@ -20,10 +21,15 @@ record_identifiers as (
 
 ),
 
+-- incremental: only the values these records hold (the join then hashes the few new records'
+-- values, not the millions of normalized ones)
 normalized as (
 
     select * from {{ ref('int_identity__normalized_values') }}
     where id_value is not null
+    {%- if is_incremental() %}
+        and raw_key in (select raw_key from record_identifiers)
+    {%- endif %}
 
 ),
 
@@ -44,7 +50,7 @@ final as (
     from record_identifiers as r
     -- by the raw value's integer key (unique: tested on int_identity__normalized_values)
     inner join normalized as n
-        on n.raw_key = {{ identity_node_id('r.id_type', 'r.raw_value') }}
+        on n.raw_key = r.raw_key
 
 )
 
