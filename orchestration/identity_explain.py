@@ -1,9 +1,10 @@
 """Why are two identifiers one customer? The chain of source records that links them.
 
 Identity resolution (dbt_project/models/identity/) keeps, for every edge of the identity graph,
-one record that carried both identifiers (``int_identity__edges.example_record``). A breadth-first
-walk over the edges of the customer's component, in Python, gives the shortest chain: small
-components make this instant, and keeping it out of SQL avoids a recursive query per lookup.
+one record that carried both identifiers (``int_identity__edges.example_record_id``, whose source,
+model and key are in ``int_identity__record_customers``). A breadth-first walk over the edges of
+the customer's component, in Python, gives the shortest chain: small components make this instant,
+and keeping it out of SQL avoids a recursive query per lookup.
 
 Identifiers are written ``type:value`` (``email:ada@example.com``) or as a bare value, which is
 matched against every type after the same normalization dbt applies to emails and phones.
@@ -99,7 +100,7 @@ def explain(db_path: str | Path, identifier_a: str, identifier_b: str) -> list[d
         }
         edges = con.execute(
             """
-            select e.node_a, e.node_b, e.example_record
+            select e.node_a, e.node_b, e.example_record_id
             from identity.int_identity__edges as e
             inner join identity.int_identity__components as ca on ca.node_id = e.node_a
             inner join identity.int_identity__components as cb on cb.node_id = e.node_b
@@ -108,22 +109,30 @@ def explain(db_path: str | Path, identifier_a: str, identifier_b: str) -> list[d
             """,
             [component_a, component_a],
         ).fetchall()
-        sources = dict(
-            con.execute(
-                "select distinct record_model, source from identity.int_identity__record_customers"
+        path = _shortest_path(node_a, node_b, edges)
+        # the path's records by their record_id (one row per record in record_customers)
+        record_ids = sorted({record for _, _, record in path})
+        records = {
+            record_id: (source, record_model, record_key)
+            for record_id, source, record_model, record_key in con.execute(
+                """
+                select record_id, source, record_model, record_key
+                from identity.int_identity__record_customers
+                where record_id in (select unnest(?::ubigint[]))
+                """,
+                [record_ids],
             ).fetchall()
-        )
+        }
     finally:
         con.close()
-    path = _shortest_path(node_a, node_b, edges)
     steps = []
     for left, right, record in path:
-        record_model, record_key = record.split("|", 1)
+        source, record_model, record_key = records[record]
         steps.append(
             {
                 "from": nodes[left],
                 "to": nodes[right],
-                "source": sources.get(record_model),
+                "source": source,
                 "record_model": record_model,
                 "record_key": record_key,
             }

@@ -113,7 +113,9 @@ def test_explain_gives_the_chain_of_records(built) -> None:
                 for t, v in con.execute(
                     "select i.id_type, i.id_value from identity.int_identity__record_nodes as rn "
                     "inner join identity.int_identity__identifiers as i on i.node_id = rn.node_id "
-                    "where rn.record_model = ? and rn.record_key = ?",
+                    "inner join identity.int_identity__record_customers as rc "
+                    "on rc.record_id = rn.record_id "
+                    "where rc.record_model = ? and rc.record_key = ?",
                     [step["record_model"], step["record_key"]],
                 ).fetchall()
             }

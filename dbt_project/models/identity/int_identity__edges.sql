@@ -7,7 +7,8 @@
 }}
 -- The edges of the identity graph: two identifiers seen on the same source record (an alias event
 -- carries previousId and userId on one record, so it links them too). Oriented so node_a is the
--- stronger identifier; each edge keeps one example record so a link can always be explained.
+-- stronger identifier; each edge keeps one example record (its record_id: the smallest of the records
+-- carrying the link) so a link can always be explained.
 -- Incremental runs recompute the edges the records loaded since the last run carry, over all the
 -- records holding them (so record_count and first_loaded_at, the load that first linked the pair,
 -- are exact); no other edge changed.
@@ -32,7 +33,7 @@ new_pairs as materialized (
 -- incremental: every record holding an end of such a link, to recount the links over all records
 record_nodes as {% if is_incremental() %}materialized {% endif %}(
 
-    select record_id, record_model, record_key, seen_at, loaded_at, node_id, id_type, priority
+    select record_id, seen_at, loaded_at, node_id, id_type, priority
     from {{ ref('int_identity__record_nodes') }}
     {%- if is_incremental() %}
     where node_id in (select node_a from new_pairs union select node_b from new_pairs)
@@ -49,8 +50,7 @@ pairs as (
         b.id_type as type_b,
         a.priority as priority_a,
         b.priority as priority_b,
-        a.record_model,
-        a.record_key,
+        a.record_id,
         a.seen_at,
         greatest(a.loaded_at, b.loaded_at) as loaded_at
     from record_nodes as a
@@ -76,7 +76,7 @@ final as (
         min(priority_b) as priority_b,
         count(*) as record_count,
         min(seen_at) as first_seen_at,
-        min(record_model || '|' || record_key) as example_record,
+        min(record_id) as example_record_id,
         max(loaded_at) as max_loaded_at,
         -- when the link first existed: a run only re-stitches components a new link touches
         min(loaded_at) as first_loaded_at

@@ -6,7 +6,9 @@
     )
 }}
 -- Every usable identifier of every source record, with its graph key (node_id) and its type's
--- priority (the normalized value itself is in int_identity__identifiers). Rows whose raw value is
+-- priority (the normalized value itself is in int_identity__identifiers). Narrow on purpose: a
+-- record is its 64-bit record_id here (its model and key are in int_identity__record_identifiers
+-- and int_identity__record_customers), so the graph models never read millions of key strings. Rows whose raw value is
 -- not usable stay behind (see identity_quarantine).
 with
 
@@ -37,8 +39,6 @@ final as (
 
     select
         r.source,
-        r.record_model,
-        r.record_key,
         r.record_id,
         r.seen_at,
         r.first_seen_at,

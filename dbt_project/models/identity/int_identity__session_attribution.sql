@@ -23,12 +23,26 @@ devices as (
 ),
 
 -- every record seen on a shared device, and when
-device_records as (
+device_sightings as materialized (
 
-    select rn.record_id, rn.record_model, rn.record_key, rn.node_id, rn.seen_at
+    select rn.record_id, rn.node_id, rn.seen_at
     from {{ ref('int_identity__record_nodes') }} as rn
     where rn.id_type = 'anonymous_id'
         and rn.node_id in (select node_id from devices)
+
+),
+
+-- with their model and key (record_nodes holds only the record_id), read for these records only
+device_records as (
+
+    select d.record_id, n.record_model, n.record_key, d.node_id, d.seen_at
+    from device_sightings as d
+    inner join (
+        select record_id, any_value(record_model) as record_model, any_value(record_key) as record_key
+        from {{ ref('int_identity__record_identifiers') }}
+        where record_id in (select record_id from device_sightings)
+        group by record_id
+    ) as n on n.record_id = d.record_id
 
 ),
 
@@ -38,7 +52,7 @@ device_record_nodes as (
     select rn.record_id, rn.id_type, c.component_id, c.holdback_reason
     from {{ ref('int_identity__record_nodes') }} as rn
     inner join {{ ref('int_identity__components') }} as c on c.node_id = rn.node_id
-    where rn.record_id in (select record_id from device_records)
+    where rn.record_id in (select record_id from device_sightings)
 
 ),
 
