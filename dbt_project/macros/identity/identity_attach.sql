@@ -259,8 +259,9 @@
         select node_id from {{ this }}
         where component_id in (select key from {{ t }}__restitch)
         union
-        select key from {{ t }}__restitch
-        where key not in (select node_id from {{ this }})
+        -- an anti-join probing the table with the few keys (NOT IN would hash all its node_ids)
+        select r.key from {{ t }}__restitch as r
+        where not exists (select 1 from {{ this }} as c where c.node_id = r.key)
         union
         -- new identifiers on no link (a lone first sighting)
         select node_id from {{ t }}__reshaped

@@ -164,3 +164,25 @@
     {%- endif -%}
     {% do adapter.commit() %}
 {%- endmacro %}
+
+{#- A connection-local work table of `sql` for an incremental model to read, so the planner joins
+    it by its real row count: a filtered scan of a large table (the records loaded since the last
+    run) is estimated at a fifth of the table, and a join would then hash the wrong side (millions
+    of rows instead of thousands). Returns the relation to select from; the model's post-hook
+    identity_drop_work_tables(work_name) drops it. The portable default inlines the query. -#}
+{% macro identity_work_table(work_name, suffix, sql) -%}
+    {{ return(adapter.dispatch('identity_work_table', 'composable_cdp')(work_name, suffix, sql)) }}
+{%- endmacro %}
+
+{% macro default__identity_work_table(work_name, suffix, sql) -%}
+    {{ return('(' ~ sql ~ ')') }}
+{%- endmacro %}
+
+{% macro duckdb__identity_work_table(work_name, suffix, sql) -%}
+    {%- if not execute -%}{{ return('(' ~ sql ~ ')') }}{%- endif -%}
+    {%- set relation = 'temp.main.' ~ work_name ~ '__' ~ suffix -%}
+    {% call statement('identity_work_table_' ~ suffix) %}
+        create or replace temp table {{ work_name }}__{{ suffix }} as {{ sql }}
+    {% endcall %}
+    {{ return(relation) }}
+{%- endmacro %}

@@ -155,6 +155,17 @@ best_node as (
 
 ),
 
+{% if is_incremental() %}
+-- the customers of those components only (joining all of them would hash every customer_id)
+needed_customer_ids as materialized (
+
+    select ci.component_id, ci.customer_id
+    from customer_ids as ci
+    where ci.component_id in (select component_id from best_node)
+
+),
+{% endif %}
+
 -- each record's customer by an identifier or a session; null: a customer of its own
 resolved as (
 
@@ -172,7 +183,8 @@ resolved as (
     from records as r
     {%- endif %}
     left join best_node as b on b.record_id = r.record_id
-    left join customer_ids as ci on ci.component_id = b.component_id
+    left join {% if is_incremental() %}needed_customer_ids{% else %}customer_ids{% endif %} as ci
+        on ci.component_id = b.component_id
     left join sessions as s on s.record_id = r.record_id
 
 ),

@@ -3,22 +3,33 @@
         materialized='incremental',
         unique_key=['record_id'],
         incremental_strategy='delete+insert',
+        post_hook="{{ identity_drop_work_tables('int_identity__record_nodes') }}",
     )
 }}
 -- Every usable identifier of every source record, with its graph key (node_id) and its type's
--- priority (the normalized value itself is in int_identity__identifiers). Narrow on purpose: a
--- record is its 64-bit record_id here (its model and key are in int_identity__record_identifiers
--- and int_identity__record_customers), so the graph models never read millions of key strings. Rows whose raw value is
--- not usable stay behind (see identity_quarantine).
-with
-
-record_identifiers as {% if is_incremental() %}materialized {% endif %}(
-
+-- priority (the normalized value itself is in int_identity__identifiers). Rows whose raw value is
+-- not usable stay behind (see identity_quarantine). Narrow on purpose: a record is its 64-bit
+-- record_id here (its model and key are in int_identity__record_identifiers and
+-- int_identity__record_customers), so the graph models never read millions of key strings.
+{%- set new_records_sql %}
     select *, {{ identity_node_id('id_type', 'raw_value') }} as raw_key
     from {{ ref('int_identity__record_identifiers') }}
     where id_type is not null
     {%- if is_incremental() %}
         and loaded_at > {{ identity_watermark(this, 'loaded_at') }}
+    {%- endif %}
+{%- endset %}
+
+with
+
+-- incremental: the records loaded since the last run, as a work table (its real size lets the
+-- join below hash these few rows, not the millions of normalized values)
+record_identifiers as (
+
+    {%- if is_incremental() %}
+    select * from {{ identity_work_table('int_identity__record_nodes', 'new', new_records_sql) }}
+    {%- else %}
+    {{ new_records_sql }}
     {%- endif %}
 
 ),
