@@ -244,3 +244,42 @@
     )
     {%- endif %}
 {%- endmacro %}
+
+{#- The earlier / later of two values, either of which may be null (then the other), as min() and
+    max() treat nulls; LEAST and GREATEST do not agree on nulls across engines. Incremental models
+    merge a new figure into a previous row with these. -#}
+{% macro identity_least(a, b) -%}
+    case when {{ a }} is null or {{ b }} < {{ a }} then {{ b }} else {{ a }} end
+{%- endmacro %}
+
+{% macro identity_greatest(a, b) -%}
+    case when {{ a }} is null or {{ b }} > {{ a }} then {{ b }} else {{ a }} end
+{%- endmacro %}
+
+{#- Two sorted comma-separated lists of distinct names (int_identity__identifiers.sources) merged
+    into one, sorted and distinct, as listagg(... order by ...) would have built it from all the
+    rows. '' where the engine has no list functions: int_identity__identifiers then re-aggregates
+    instead of merging. -#}
+{% macro identity_merge_lists(a, b) -%}
+    {{ return(adapter.dispatch('identity_merge_lists', 'composable_cdp')(a, b)) }}
+{%- endmacro %}
+
+{% macro default__identity_merge_lists(a, b) -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{% macro duckdb__identity_merge_lists(a, b) -%}
+    array_to_string(list_sort(list_distinct(string_split({{ a }}, ',') || string_split({{ b }}, ','))), ',')
+{%- endmacro %}
+
+{#- Whether any record_nodes row loaded after `watermark` is a reload (is_reload: a record loaded
+    again, whose earlier version downstream models already counted). Read when the model compiles;
+    true at parse time. -#}
+{% macro identity_has_reloads(watermark) -%}
+    {%- if not execute -%}{{ return(true) }}{%- endif -%}
+    {%- set query -%}
+        select count(*) from {{ ref('int_identity__record_nodes') }}
+        where loaded_at > {{ watermark }} and is_reload
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values()[0] > 0) }}
+{%- endmacro %}

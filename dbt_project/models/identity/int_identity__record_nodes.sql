@@ -46,6 +46,18 @@ normalized as (
 
 ),
 
+{% if is_incremental() %}
+-- records loaded before: a reload replaces their rows, whose identifiers and links downstream
+-- models already counted (they recount those instead of adding the new rows to them)
+reloaded as (
+
+    select distinct record_id
+    from {{ this }}
+    where record_id in (select record_id from record_identifiers)
+
+),
+{% endif %}
+
 final as (
 
     select
@@ -56,7 +68,12 @@ final as (
         r.loaded_at,
         n.id_type,
         n.node_id,
-        {{ identity_priority('n.id_type') }} as priority
+        {{ identity_priority('n.id_type') }} as priority,
+        {%- if is_incremental() %}
+        r.record_id in (select record_id from reloaded) as is_reload
+        {%- else %}
+        false as is_reload
+        {%- endif %}
 
     from record_identifiers as r
     -- by the raw value's integer key (unique: tested on int_identity__normalized_values)
