@@ -22,27 +22,14 @@ devices as (
 
 ),
 
--- every record seen on a shared device, and when
-device_sightings as materialized (
+-- every record seen on a shared device, and when (records by their record_id alone: their model
+-- and key are in int_identity__record_customers)
+device_records as materialized (
 
     select rn.record_id, rn.node_id, rn.seen_at
     from {{ ref('int_identity__record_nodes') }} as rn
     where rn.id_type = 'anonymous_id'
         and rn.node_id in (select node_id from devices)
-
-),
-
--- with their model and key (record_nodes holds only the record_id), read for these records only
-device_records as (
-
-    select d.record_id, n.record_model, n.record_key, d.node_id, d.seen_at
-    from device_sightings as d
-    inner join (
-        select record_id, any_value(record_model) as record_model, any_value(record_key) as record_key
-        from {{ ref('int_identity__record_identifiers') }}
-        where record_id in (select record_id from device_sightings)
-        group by record_id
-    ) as n on n.record_id = d.record_id
 
 ),
 
@@ -52,7 +39,7 @@ device_record_nodes as (
     select rn.record_id, rn.id_type, c.component_id, c.holdback_reason
     from {{ ref('int_identity__record_nodes') }} as rn
     inner join {{ ref('int_identity__components') }} as c on c.node_id = rn.node_id
-    where rn.record_id in (select record_id from device_sightings)
+    where rn.record_id in (select record_id from device_records)
 
 ),
 
@@ -88,7 +75,7 @@ candidates as (
 
 login_times as (
 
-    select dr.node_id, dr.seen_at, dr.record_model, dr.record_key, l.customer_id
+    select dr.node_id, dr.seen_at, dr.record_id as login_record_id, l.customer_id
     from device_records as dr
     inner join logins as l on l.record_id = dr.record_id
 
@@ -99,11 +86,10 @@ login_times as (
 -- so a kiosk with thousands of users stays n log n)
 timeline as (
 
-    select
-        node_id, seen_at, record_id, record_model, record_key, cast(null as timestamp) as login_at
+    select node_id, seen_at, record_id, cast(null as timestamp) as login_at
     from candidates
     union all
-    select node_id, seen_at, null, null, null, seen_at
+    select node_id, seen_at, null, seen_at
     from login_times
 
 ),
@@ -112,8 +98,6 @@ neighbours as (
 
     select
         record_id,
-        record_model,
-        record_key,
         node_id,
         extract(epoch from seen_at) as seen_epoch,
         max(login_at) over (
@@ -131,11 +115,11 @@ neighbours as (
 -- the logins next to the view on either side of its device's timeline
 sides as (
 
-    select record_id, record_model, record_key, node_id, seen_epoch, login_before as login_at
+    select record_id, node_id, seen_epoch, login_before as login_at
     from neighbours
     where record_id is not null and login_before is not null
     union all
-    select record_id, record_model, record_key, node_id, seen_epoch, login_after
+    select record_id, node_id, seen_epoch, login_after
     from neighbours
     where record_id is not null and login_after is not null
 
@@ -145,10 +129,8 @@ in_window as (
 
     select
         s.record_id,
-        s.record_model,
-        s.record_key,
         l.customer_id,
-        l.record_model || '|' || l.record_key as attributed_via,
+        l.login_record_id as attributed_via_record_id,
         s.node_id as session_node_id,
         l.seen_at as login_at,
         abs(extract(epoch from l.seen_at) - s.seen_epoch) as seconds_apart
@@ -173,10 +155,8 @@ final as (
 
     select
         record_id,
-        record_model,
-        record_key,
         customer_id,
-        attributed_via,
+        attributed_via_record_id,
         session_node_id,
         seconds_apart
     from (
@@ -184,7 +164,7 @@ final as (
             *,
             row_number() over (
                 partition by record_id
-                order by seconds_apart, login_at, attributed_via
+                order by seconds_apart, login_at, attributed_via_record_id
             ) as nearest
         from in_window
         where record_id in (select record_id from unambiguous)
