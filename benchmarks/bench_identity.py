@@ -13,6 +13,7 @@ Sizes can be overridden: ``CDP_BENCH_IDENTITY_SIZES=10000,100000`` and
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import os
 import re
@@ -374,6 +375,9 @@ def scale_run(n_people: int, workdir: Path, incremental_reps: int = 3) -> dict:
     data = generate(n_people, seed=5, as_of=AS_OF)
     base, increment = split_for_increment(data, 0.01)
     load_raw(db_path, base)
+    # the generated frames (gigabytes at 1M people) are not held while builds are timed
+    del data, base
+    gc.collect()
     loaded, pending = workdir / "snapshot_loaded", workdir / "snapshot_pending"
     shutil.copytree(folder, loaded)
     _settle()
@@ -384,6 +388,8 @@ def scale_run(n_people: int, workdir: Path, incremental_reps: int = 3) -> dict:
     scipy_cc, scipy_total, nodes, edges = scipy_components(db_path)
     # the 1% arrive: load them and run identity again, from the same state each time
     append_raw(db_path, increment)
+    del increment
+    gc.collect()
     shutil.copytree(folder, pending)
     incremental = []
     for rep in range(incremental_reps):
