@@ -239,16 +239,111 @@ def test_a_run_after_one_that_died_re_stitches_what_that_run_attached(stages) ->
     assert len(held) == 4 and len(over) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: an incremental run redoes the identifiers and links a reloaded record holds "
-    "now, not those its earlier version held and lost (the old email keeps the record, its link "
-    "and its customer until a --full-refresh); see dbt_project/models/identity/README.md",
-)
+def _customer_of(db_path, model: str, key: str) -> str:
+    (rows,) = query_all(
+        db_path,
+        rows="select customer_id from identity.int_identity__record_customers "
+        f"where record_model = '{model}' and record_key = '{key}'",
+    ).values()
+    assert len(rows) == 1
+    return rows[0][0]
+
+
+def _holders(db_path, email: str) -> list[str]:
+    (rows,) = query_all(
+        db_path,
+        rows="select customer_id from marts.customer_identifiers "
+        f"where id_type = 'email' and id_value = '{email}'",
+    ).values()
+    return [r[0] for r in rows]
+
+
+def _reupsert_user(db_path, user: dict) -> None:
+    """The app user ``user`` loaded again (upserted on its id, as the connectors' loader does)."""
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute("delete from raw_app.users where id = ?", [user["id"]])
+    finally:
+        con.close()
+    append_raw(db_path, frames({"app.users": [user]}))
+
+
+def _reload_user(db_path, user: dict) -> list[tuple]:
+    """Build STAGE_1, then reload ``user`` and run identity again: the reloads on record."""
+    load_raw(db_path, frames(STAGE_1))
+    build_identity(db_path, *NO_TESTS)
+    _reupsert_user(db_path, user)
+    build_identity(db_path, *NO_TESTS)
+    (reloads,) = query_all(
+        db_path,
+        rows="select lost_identifiers from identity.int_identity__record_reloads",
+    ).values()
+    return reloads
+
+
 def test_a_record_reloaded_with_a_changed_email_equals_a_full_rebuild(tmp_path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    # user 2 changed their email in the app: the record is reloaded with the new one
+    changed = {"id": 2002, "email": "two.new@attach.example", "at": day(300), "person": 2}
+    assert _reload_user(db_path, changed) == [(1,)]
+    after = query_all(db_path, **STATE)
+    rewritten = _rewritten(db_path)
+    build_identity(db_path, "--full-refresh", *NO_TESTS)
+    assert query_all(db_path, **STATE) == after
+    # the run rebuilt the graph: every identifier was re-stitched
+    assert set(rewritten.values()) == {"re-stitched"}
+    assert len(rewritten) == len(after["graph"])
+    # the old email belongs to nobody any more; the new one to the same customer as before
+    assert _holders(db_path, "two@attach.example") == []
+    # the record keeps its customer (the registry remembers the old email's), now with the new email
+    (before,) = query_all(
+        db_path,
+        rows="select customer_id from identity.identity_id_registry "
+        "where id_type = 'email' and id_value = 'two@attach.example'",
+    ).values()
+    assert _customer_of(db_path, "stg_app__users", "2002") == before[0][0]
+    assert _holders(db_path, "two.new@attach.example") == [before[0][0]]
+
+
+def test_a_reload_that_takes_away_the_only_link_splits_the_customer(tmp_path) -> None:
     db_path = tmp_path / "cdp.duckdb"
     load_raw(db_path, frames(STAGE_1))
     build_identity(db_path, *NO_TESTS)
-    # user 2 changed their email in the app: the record is reloaded with the new one
+    # a support-desk user with user 2's email joins user 2 through it
+    desk = {"id": 902, "email": "two@attach.example", "at": day(400), "person": 2}
+    _step_equals_full_rebuild(db_path, {"zendesk.users": [desk]})
+    joined = _customer_of(db_path, "stg_app__users", "2002")
+    assert _customer_of(db_path, "stg_zendesk__users", "902") == joined
+    # user 2 changes their email: nothing links the desk user to them any more
     changed = {"id": 2002, "email": "two.new@attach.example", "at": day(300), "person": 2}
     _step_equals_full_rebuild(db_path, {"app.users": [changed]})
+    app_customer = _customer_of(db_path, "stg_app__users", "2002")
+    desk_customer = _customer_of(db_path, "stg_zendesk__users", "902")
+    assert app_customer != desk_customer
+    # the old email stays with the desk user alone; one side keeps the customer id
+    assert _holders(db_path, "two@attach.example") == [desk_customer]
+    assert joined in (app_customer, desk_customer)
+
+
+def test_a_rebuilding_run_that_dies_half_way_is_completed_by_the_next(tmp_path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    load_raw(db_path, frames(STAGE_1))
+    build_identity(db_path, *NO_TESTS)
+    changed = {"id": 2002, "email": "two.new@attach.example", "at": day(300), "person": 2}
+    _reupsert_user(db_path, changed)
+    build_dying_after_components(db_path)
+    # the next run, with nothing new, finishes the rebuild
+    build_identity(db_path, *NO_TESTS)
+    incremental = query_all(db_path, **STATE)
+    assert _holders(db_path, "two@attach.example") == []
+    build_identity(db_path, "--full-refresh", *NO_TESTS)
+    assert query_all(db_path, **STATE) == incremental
+
+
+def test_a_reload_that_keeps_its_identifiers_does_not_rebuild(tmp_path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    # the same email, a later update: nothing is lost, so only the record's identifiers are redone
+    same = {"id": 2002, "email": "two@attach.example", "at": day(250), "person": 2}
+    assert _reload_user(db_path, same) == [(0,)]
+    rewritten = _rewritten(db_path)
+    assert "one@attach.example" not in rewritten

@@ -167,7 +167,7 @@
     select c.node_id, c.component_id
     from {{ components }} as c
     where c.holdback_reason is null
-    {%- if is_incremental() %}
+    {%- if identity_incremental() %}
         -- the rows the last run of int_identity__components rewrote: the touched identifiers
         and c.watermark > {{ identity_completed_watermark() }}
         {%- if whole_only %}
@@ -282,4 +282,65 @@
         where loaded_at > {{ watermark }} and is_reload
     {%- endset -%}
     {{ return(run_query(query).columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+{#- Whether this run rebuilds the identity graph in full: a record reloaded since the last identity
+    run that finished lost an identifier its earlier version held (int_identity__record_reloads).
+    Taking an identifier or a link out can split a component, so the models from the identifiers to
+    the customers rebuild everything in that run, as a --full-refresh would (customer ids stay: the
+    registry and the merges are never rebuilt). A run that dies half way leaves the reload newer
+    than the last finished run, so the next run rebuilds again. One small query. -#}
+{% macro identity_rebuild() -%}
+    {%- set reloads = ref('int_identity__record_reloads') -%}
+    {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
+    {%- set runs = adapter.get_relation(
+        database=reloads.database, schema=reloads.schema, identifier='int_identity__runs'
+    ) -%}
+    {%- set query -%}
+        select count(*) from {{ reloads }}
+        where lost_identifiers > 0
+        {%- if runs is not none %}
+            and loaded_at > coalesce(
+                (select max(watermark) from {{ runs }}), cast('1900-01-01' as timestamp)
+            )
+        {%- endif %}
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+{#- is_incremental(), unless this run rebuilds the identity graph (identity_rebuild): the models
+    from the identifiers to the customers take their full-build SQL then, after their pre-hook
+    identity_rebuild_reset emptied them. -#}
+{% macro identity_incremental() -%}
+    {#- identity_rebuild() first, always: its ref() must be seen when dbt parses the model -#}
+    {%- set rebuild = identity_rebuild() -%}
+    {{ return(is_incremental() and not rebuild) }}
+{%- endmacro %}
+
+{#- Pre-hook of the models identity_incremental() switches: empties the table in a rebuilding run
+    (in the run's transaction), so the full-build rows replace everything, identifiers and links
+    no record holds any more included. -#}
+{% macro identity_rebuild_reset() -%}
+    {%- if identity_rebuild() -%}
+        delete from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Post-hook of int_identity__record_nodes: a reloaded record whose new version holds no usable
+    identifier at all has no new rows to replace its old ones by record_id; they go here. Only in a
+    rebuilding run (identity_rebuild), so other runs do not probe the table. -#}
+{% macro identity_drop_lost_versions() -%}
+    {%- if identity_rebuild() -%}
+        delete from {{ this }} as rn
+        where exists (
+            select 1 from {{ ref('int_identity__record_reloads') }} as r
+            where r.record_id = rn.record_id
+                and r.lost_identifiers > 0
+                and rn.loaded_at < r.loaded_at
+        )
+    {%- else -%}
+        select 1
+    {%- endif -%}
 {%- endmacro %}

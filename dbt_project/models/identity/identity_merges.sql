@@ -12,6 +12,7 @@
 -- (or were not known yet), as type:value, sorted.
 -- depends_on: {{ ref('int_identity__identifiers') }}, {{ ref('int_identity__components') }}, {{ ref('int_identity__edges') }}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
+-- depends_on: {{ ref('int_identity__record_reloads') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
 
 with

@@ -2,11 +2,13 @@
     config(
         materialized='incremental',
         unique_key=['node_id'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook="{{ identity_drop_work_tables('int_identity__components') }}",
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- Every identifier's component, after the over-merge rules:
 --  * shared identifiers (int_identity__shared_identifiers) never link anything: each is alone;
 --  * a first-pass component holding two values of a type allowed once per customer (two user ids)
@@ -16,7 +18,7 @@
 -- Incremental runs redo the identifiers the first pass recomputed (whole components); those rows
 -- carry the run's watermark, so downstream models find them with a filter, not a join.
 {%- set scope_sql %}
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     {{ identity_touched_nodes() }}
     {%- else %}
     select node_id from {{ ref('int_identity__identifiers') }}

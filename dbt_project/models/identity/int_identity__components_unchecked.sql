@@ -2,11 +2,13 @@
     config(
         materialized='incremental',
         unique_key=['node_id'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook="{{ identity_drop_work_tables('int_identity__components_unchecked') }}",
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- First pass: connected components over every edge whose endpoints are not shared identifiers;
 -- every identifier gets a row (alone: its own node_id). Limits are checked in
 -- int_identity__components.
@@ -18,7 +20,7 @@
 -- identifiers, so the region holds whole components and the result equals a full rebuild's
 -- (component_id is the smallest node_id of a component either way). Without the downstream
 -- models' state (a partial build) every new link and first sighting re-stitches its component.
-{%- set watermark_sql = identity_watermark(this, 'watermark') if is_incremental() else '' %}
+{%- set watermark_sql = identity_watermark(this, 'watermark') if incremental_run else '' %}
 {%- set region_sql %}
     with seeds as (
         -- links first made by this load (a new identifier comes with its links)
@@ -47,12 +49,12 @@
     -- two anti-joins, not one with an OR: an OR join condition cannot be hashed
     where e.node_a not in (select node_id from {{ ref('int_identity__shared_identifiers') }})
         and e.node_b not in (select node_id from {{ ref('int_identity__shared_identifiers') }})
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
         and e.node_a in (select node_id from region_nodes)
     {%- endif %}
 {%- endset %}
 
-{%- if is_incremental() and execute %}
+{%- if incremental_run and execute %}
     {#- the state the downstream models left: without it (a partial build) every seed re-stitches -#}
     {%- set state = namespace(ok=true, rel={}) %}
     {%- for name in ['int_identity__components', 'int_identity__customer_ids', 'int_identity__customer_identifiers_ranked'] %}
@@ -81,7 +83,7 @@ with
 
 nodes as (
 
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     select node_id, cast(null as ubigint) as kept_as, cast(null as boolean) as reordered
     from temp.main.int_identity__components_unchecked__region
     union all

@@ -3,9 +3,13 @@
         materialized='incremental',
         unique_key=['node_id'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null){% else %}select 1{% endif %}",
+        pre_hook=[
+            "{{ identity_rebuild_reset() }}",
+            "{% if identity_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null){% else %}select 1{% endif %}",
+        ],
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- Every identifier that identifies someone, with its customer, ranked within (customer, type) by
 -- first sight, so the per-type limit keeps a customer's oldest identifiers and the rest go to
@@ -75,7 +79,7 @@ final as (
         j.max_loaded_at
     from joined as j
     left join ranked as r on r.node_id = j.node_id
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     union all
     -- seen again by this run's records, in a component it did not re-stitch
     select
@@ -97,7 +101,7 @@ final as (
 select *, (select max(max_loaded_at) from {{ ref('int_identity__identifiers') }}) as watermark
 from (
     select * from final
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     -- only what changed: an identifier of a touched component usually keeps its place
     {{ cdp_except() }}
     select

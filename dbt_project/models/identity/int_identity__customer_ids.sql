@@ -12,9 +12,13 @@
         materialized='incremental',
         unique_key=['component_id'],
         incremental_strategy='delete+insert',
-        pre_hook="{% if is_incremental() %}delete from {{ this }} where component_id in ({{ identity_dissolved_components() }}){% else %}select 1{% endif %}",
+        pre_hook=[
+            "{{ identity_rebuild_reset() }}",
+            "{% if identity_incremental() %}delete from {{ this }} where component_id in ({{ identity_dissolved_components() }}){% else %}select 1{% endif %}",
+        ],
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 {%- set registry = adapter.get_relation(database=this.database, schema=this.schema, identifier='identity_id_registry') %}
 
@@ -169,7 +173,7 @@ final as (
 )
 
 select * from final
-{%- if is_incremental() %}
+{%- if incremental_run %}
 -- only what changed: a touched component usually keeps its customer and anchor
 {{ cdp_except() }}
 select

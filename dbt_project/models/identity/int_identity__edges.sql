@@ -2,9 +2,11 @@
     config(
         materialized='incremental',
         unique_key=['node_a', 'node_b'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- The edges of the identity graph: two identifiers seen on the same source record (an alias event
 -- carries previousId and userId on one record, so it links them too). Oriented so node_a is the
 -- stronger identifier; each edge keeps one example record (its record_id: the smallest of the records
@@ -14,11 +16,11 @@
 -- example record and first load take the earlier one), so a run reads only the new rows of
 -- record_nodes. An edge a reloaded record carries (is_reload: its earlier version is already
 -- counted) is recounted over all the records holding its ends instead.
-{%- set watermark = identity_watermark(this, 'max_loaded_at') if is_incremental() else '' %}
-{%- set reloads = identity_has_reloads(watermark) if is_incremental() else false %}
+{%- set watermark = identity_watermark(this, 'max_loaded_at') if incremental_run else '' %}
+{%- set reloads = identity_has_reloads(watermark) if incremental_run else false %}
 with
 
-{% if is_incremental() %}
+{% if incremental_run %}
 new_rows as (
 
     select record_id, seen_at, loaded_at, node_id, id_type, priority, is_reload
@@ -55,12 +57,12 @@ new_pairs as materialized (
 
 -- a full build: every record; incremental: every record holding an end of a link a reloaded
 -- record carries, to recount those links over all records
-{%- if not is_incremental() or reloads %}
-record_nodes as {% if is_incremental() %}materialized {% endif %}(
+{%- if not incremental_run or reloads %}
+record_nodes as {% if incremental_run %}materialized {% endif %}(
 
     select record_id, seen_at, loaded_at, node_id, id_type, priority
     from {{ ref('int_identity__record_nodes') }}
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     where node_id in (
         select node_a from new_pairs where reloaded
         union
@@ -86,7 +88,7 @@ pairs as (
     inner join record_nodes as b
         on a.record_id = b.record_id
         and (a.priority < b.priority or (a.priority = b.priority and a.node_id < b.node_id))
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     where exists (
         select 1 from new_pairs as n
         where n.reloaded and n.node_a = a.node_id and n.node_b = b.node_id
@@ -118,7 +120,7 @@ counted as (
 
 final as (
 
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     -- the new records' figures added to the previous row (a new edge: they are its figures)
     select
         n.node_a,

@@ -2,9 +2,11 @@
     config(
         materialized='incremental',
         unique_key=['node_id'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- The nodes of the identity graph: one row per normalized identifier, with when and where it was
 -- seen. first_seen_at orders anchors, so it is the earliest first_seen_at of any record holding it.
 -- shape_loaded_at is the load that created the identifier or last moved its first_seen_at (which
@@ -16,12 +18,12 @@
 -- run reads only the new rows of record_nodes; identifiers on a reloaded record (is_reload: its
 -- earlier version is already counted) are re-aggregated over all their records instead, as every
 -- identifier is without the merge.
-{%- set watermark = identity_watermark(this, 'max_loaded_at') if is_incremental() else '' %}
-{%- set merge = is_incremental() and identity_merge_lists('a', 'b') != '' %}
+{%- set watermark = identity_watermark(this, 'max_loaded_at') if incremental_run else '' %}
+{%- set merge = incremental_run and identity_merge_lists('a', 'b') != '' %}
 {%- set reloads = identity_has_reloads(watermark) if merge else false %}
 with
 
-{% if is_incremental() %}
+{% if incremental_run %}
 new_rows as (
 
     select * from {{ ref('int_identity__record_nodes') }}
@@ -34,7 +36,7 @@ new_rows as (
 -- an identifier the new records hold (re-aggregated)
 record_nodes as (
 
-    {%- if not is_incremental() %}
+    {%- if not incremental_run %}
     select * from {{ ref('int_identity__record_nodes') }}
     {%- elif merge %}
     select *, false as redone from new_rows
@@ -96,7 +98,7 @@ attributes as (
 
 ),
 
-{% if is_incremental() %}
+{% if incremental_run %}
 -- the previous rows of these identifiers only (a semi-join probing the table with the small set)
 previous as materialized (
 
@@ -149,7 +151,7 @@ final as (
         n.sources,
         n.record_count,
         n.max_loaded_at,
-        {%- if is_incremental() %}
+        {%- if incremental_run %}
         case
             when p.first_seen_at is not distinct from n.first_seen_at and p.node_id is not null
                 then p.shape_loaded_at
@@ -160,7 +162,7 @@ final as (
         {%- endif %}
     from {% if merge %}merged{% else %}per_node{% endif %} as n
     inner join attributes as a on a.node_id = n.node_id
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     left join previous as p on p.node_id = n.node_id
     {%- endif %}
 

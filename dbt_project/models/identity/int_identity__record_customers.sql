@@ -2,11 +2,13 @@
     config(
         materialized='incremental',
         unique_key=['record_id'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
-        post_hook="{% if is_incremental() %}update {{ this }} set customer_key = {{ identity_key('customer_id') }} where customer_key is null{% else %}select 1{% endif %}",
+        post_hook="{% if identity_incremental() %}update {{ this }} set customer_key = {{ identity_key('customer_id') }} where customer_key is null{% else %}select 1{% endif %}",
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- Every source record of every identity-bearing model and its customer: the customer of the
 -- record's strongest identifier that was not held back. A record whose only identifiers are a
@@ -20,10 +22,10 @@
 -- 64-bit hash of model and key the identity models join on) is the key. customer_key is a 64-bit
 -- key of customer_id: runs compare customers by it instead of reading millions of strings (a table
 -- from before it gets the column on its next run and its values after it).
-{%- set new_since = identity_watermark(this, 'loaded_at') if is_incremental() else '' %}
+{%- set new_since = identity_watermark(this, 'loaded_at') if incremental_run else '' %}
 with
 
-{% if is_incremental() %}
+{% if incremental_run %}
 -- the records whose customer may have changed (their names are not needed to find out)
 affected as (
 
@@ -70,7 +72,7 @@ records as materialized (
         any_value(record_key) as record_key,
         max(loaded_at) as loaded_at
     from {{ ref('int_identity__record_identifiers') }}
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     where loaded_at > {{ new_since }}
     {%- endif %}
     group by record_id
@@ -78,11 +80,11 @@ records as materialized (
 ),
 
 -- the records to resolve, with their identifiers' graph keys
-record_nodes as {% if is_incremental() %}materialized {% endif %}(
+record_nodes as {% if incremental_run %}materialized {% endif %}(
 
     select rn.record_id, rn.node_id
     from {{ ref('int_identity__record_nodes') }} as rn
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     where rn.record_id in (select record_id from affected union select record_id from records)
     {%- endif %}
 
@@ -110,7 +112,7 @@ sessions as (
 
 -- the record's identifiers that were not held back are linked by the record itself, so they share
 -- one component: any of them names the customer (an aggregate, not a window over every row)
-{%- if is_incremental() %}
+{%- if incremental_run %}
 -- incremental: most affected records hold a touched identifier, found among the few touched
 -- components; only the others are looked up among all components
 touched_components as materialized (
@@ -141,21 +143,21 @@ missed as materialized (
 -- incremental: the touched hits, and the others looked up among all components; a full build looks
 -- every record up there
 best_node as (
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
 
     select * from hit
     union all
     {%- endif %}
 
     select m.record_id, min(c.component_id) as component_id
-    from {% if is_incremental() %}missed{% else %}record_nodes{% endif %} as m
+    from {% if incremental_run %}missed{% else %}record_nodes{% endif %} as m
     inner join components as c on c.node_id = m.node_id
     where c.holdback_reason is null
     group by m.record_id
 
 ),
 
-{% if is_incremental() %}
+{% if incremental_run %}
 -- the customers of those components only (joining all of them would hash every customer_id)
 needed_customer_ids as materialized (
 
@@ -177,19 +179,19 @@ resolved as (
             when s.customer_id is not null then 'session'
             else 'own'
         end as attribution
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     from (select record_id from affected union select record_id from records) as r
     {%- else %}
     from records as r
     {%- endif %}
     left join best_node as b on b.record_id = r.record_id
-    left join {% if is_incremental() %}needed_customer_ids{% else %}customer_ids{% endif %} as ci
+    left join {% if incremental_run %}needed_customer_ids{% else %}customer_ids{% endif %} as ci
         on ci.component_id = b.component_id
     left join sessions as s on s.record_id = r.record_id
 
 ),
 
-{% if is_incremental() %}
+{% if incremental_run %}
 -- only what changed: most redone records keep their customer, and rewriting them would cost a
 -- delete, an insert and a checkpoint of rows that are already right. A record of its own keeps
 -- the id minted from its unchanged key. Compared on narrow columns; names are read only for the
@@ -244,7 +246,7 @@ named as (
         r.attribution = 'own' as is_unidentified,
         r.attribution,
         n.loaded_at
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     from changed as r
     inner join names as n on n.record_id = r.record_id
     {%- else %}

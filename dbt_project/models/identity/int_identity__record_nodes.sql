@@ -3,7 +3,10 @@
         materialized='incremental',
         unique_key=['record_id'],
         incremental_strategy='delete+insert',
-        post_hook="{{ identity_drop_work_tables('int_identity__record_nodes') }}",
+        post_hook=[
+            "{{ identity_drop_work_tables('int_identity__record_nodes') }}",
+            "{{ identity_drop_lost_versions() }}",
+        ],
     )
 }}
 -- Every usable identifier of every source record, with its graph key (node_id) and its type's
@@ -47,13 +50,14 @@ normalized as (
 ),
 
 {% if is_incremental() %}
--- records loaded before: a reload replaces their rows, whose identifiers and links downstream
--- models already counted (they recount those instead of adding the new rows to them)
+-- records loaded before (int_identity__record_reloads found them): a reload replaces their rows,
+-- whose identifiers and links downstream models already counted (they recount those instead of
+-- adding the new rows to them)
 reloaded as (
 
-    select distinct record_id
-    from {{ this }}
-    where record_id in (select record_id from record_identifiers)
+    select record_id
+    from {{ ref('int_identity__record_reloads') }}
+    where loaded_at > {{ identity_watermark(this, 'loaded_at') }}
 
 ),
 {% endif %}

@@ -2,9 +2,11 @@
     config(
         materialized='incremental',
         unique_key=['node_id'],
+        pre_hook="{{ identity_rebuild_reset() }}",
         incremental_strategy='delete+insert',
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- Identifiers held back from merging because they are shared: seen with more distinct identifiers
 -- of a stronger type than one customer may hold (an anonymous id with two user ids is a family
 -- device; a phone with six emails is a support desk). One row per identifier and stronger type.
@@ -15,7 +17,7 @@ with
 edges as (
 
     select * from {{ ref('int_identity__edges') }}
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
     where node_b in (
         select node_b from {{ ref('int_identity__edges') }}
         where max_loaded_at > {{ identity_watermark(this, 'watermark') }}

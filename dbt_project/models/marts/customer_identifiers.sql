@@ -3,11 +3,13 @@
         materialized='incremental',
         incremental_strategy='append',
         pre_hook=[
+            "{{ identity_rebuild_reset() }}",
             "{{ identity_add_node_id() }}",
-            "{% if is_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark > {{ identity_completed_watermark() }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark > {{ identity_completed_watermark() }}){% else %}select 1{% endif %}",
+            "{% if identity_incremental() %}delete from {{ this }} where node_id in (select node_id from {{ ref('int_identity__components') }} where holdback_reason is not null and watermark > {{ identity_completed_watermark() }} union all select node_id from {{ ref('int_identity__customer_identifiers_ranked') }} where watermark > {{ identity_completed_watermark() }}){% else %}select 1{% endif %}",
         ],
     )
 }}
+{%- set incremental_run = identity_incremental() %}
 -- depends_on: {{ ref('int_identity__components_unchecked') }}
 -- depends_on: {{ ref('int_identity__identifiers') }}
 -- depends_on: {{ ref('int_identity__components') }}
@@ -20,12 +22,12 @@
 -- a table from before it gets the column and its values first (the first pre-hook).
 with
 
-ranked as {% if is_incremental() %}materialized {% endif %}(
+ranked as {% if incremental_run %}materialized {% endif %}(
 
     select node_id, customer_id
     from {{ ref('int_identity__customer_identifiers_ranked') }}
     where within_limit
-    {%- if is_incremental() %}
+    {%- if incremental_run %}
         -- the rows it rewrote since the last finished run
         and watermark > {{ identity_completed_watermark() }}
     {%- endif %}
