@@ -249,11 +249,11 @@ def _customer_of(db_path, model: str, key: str) -> str:
     return rows[0][0]
 
 
-def _holders(db_path, email: str) -> list[str]:
+def _holders(db_path, value: str, id_type: str = "email") -> list[str]:
     (rows,) = query_all(
         db_path,
         rows="select customer_id from marts.customer_identifiers "
-        f"where id_type = 'email' and id_value = '{email}'",
+        f"where id_type = '{id_type}' and id_value = '{value}'",
     ).values()
     return [r[0] for r in rows]
 
@@ -347,3 +347,33 @@ def test_a_reload_that_keeps_its_identifiers_does_not_rebuild(tmp_path) -> None:
     assert _reload_user(db_path, same) == [(0,)]
     rewritten = _rewritten(db_path)
     assert "one@attach.example" not in rewritten
+
+
+def test_a_reload_left_with_no_usable_identifier_loses_its_rows(tmp_path) -> None:
+    db_path = tmp_path / "cdp.duckdb"
+    view = _view("m-view", "anon-1a", day(150), 1)
+    load_raw(db_path, frames({**STAGE_1, "events.events": [*STAGE_1["events.events"], view]}))
+    build_identity(db_path, *NO_TESTS)
+    user_1 = _customer_of(db_path, "stg_app__users", "2001")
+    assert _customer_of(db_path, "stg_events__events", "m-view") == user_1
+    # the page view sent again with a placeholder for its only identifier
+    con = duckdb.connect(str(db_path))
+    try:
+        con.execute("delete from raw_events.events where message_id = 'm-view'")
+    finally:
+        con.close()
+    append_raw(db_path, frames({"events.events": [_view("m-view", "n/a", day(150), 1)]}))
+    build_identity(db_path, *NO_TESTS)
+    (rows,) = query_all(
+        db_path,
+        rows="select count(*) from identity.int_identity__record_nodes as rn "
+        "inner join identity.int_identity__record_customers as rc on rc.record_id = rn.record_id "
+        "where rc.record_key = 'm-view'",
+    ).values()
+    assert rows == [(0,)]
+    # a customer of its own now; the anonymous id stays with user 1 through their identify call
+    assert _customer_of(db_path, "stg_events__events", "m-view") != user_1
+    assert _holders(db_path, "anon-1a", "anonymous_id") == [user_1]
+    incremental = query_all(db_path, **STATE)
+    build_identity(db_path, "--full-refresh", *NO_TESTS)
+    assert query_all(db_path, **STATE) == incremental
