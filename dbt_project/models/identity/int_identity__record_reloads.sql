@@ -36,27 +36,36 @@ new_records as materialized (
 
 ),
 
--- what their earlier versions hold (a semi-join probing record_nodes with the few new records)
+-- what their earlier versions hold (a semi-join probing record_nodes with the few new records; every
+-- row there predates them: they are the loads after its newest row)
 previous as materialized (
 
     select rn.record_id, rn.node_id
     from {{ record_nodes }} as rn
-    inner join new_records as n on n.record_id = rn.record_id
-    where rn.loaded_at < n.loaded_at
+    where rn.record_id in (select record_id from new_records)
 
 ),
 
--- what the new versions hold, found as record_nodes finds it
-current_nodes as (
+-- the new versions' values, for those records only (usually none)
+reloaded_values as materialized (
 
-    select distinct r.record_id, nv.node_id
+    select r.record_id, {{ identity_node_id('r.id_type', 'r.raw_value') }} as raw_key
     from {{ ref('int_identity__record_identifiers') }} as r
-    inner join {{ ref('int_identity__normalized_values') }} as nv
-        on nv.raw_key = {{ identity_node_id('r.id_type', 'r.raw_value') }}
     where r.loaded_at > {{ since }}
         and r.id_type is not null
-        and nv.id_value is not null
         and r.record_id in (select record_id from previous)
+
+),
+
+-- what the new versions hold, found as record_nodes finds it; the values are probed with the few
+-- reloaded ones (a join alone would hash every normalized value)
+current_nodes as (
+
+    select distinct v.record_id, nv.node_id
+    from reloaded_values as v
+    inner join {{ ref('int_identity__normalized_values') }} as nv on nv.raw_key = v.raw_key
+    where nv.id_value is not null
+        and nv.raw_key in (select raw_key from reloaded_values)
 
 )
 
