@@ -46,3 +46,24 @@ def test_custom_schemas_are_literal(built) -> None:
 def test_docs_generate(built) -> None:
     proc = run_dbt(built, "docs", "generate")
     assert "Catalog written" in proc.stdout
+
+
+def test_dbt_checkpoints_do_not_vacuum(built) -> None:
+    """dbt's connections run with DuckDB's vacuum off (profiles.yml): an incremental model's
+    scattered delete+insert would otherwise rewrite most of a large table at each checkpoint."""
+    proc = run_dbt(
+        built,
+        "show",
+        "--inline",
+        "select current_setting('max_vacuum_tasks') as max_vacuum_tasks",
+        "--output",
+        "json",
+        "--log-format",
+        "text",
+    )
+    start = proc.stdout.index("{")
+    shown = json.loads(proc.stdout[start : proc.stdout.rindex("}") + 1])
+    assert shown["show"] == [{"max_vacuum_tasks": 0}]
+    # a connection of its own (connectors, forget) keeps DuckDB's default
+    con = duckdb.connect(str(built), read_only=True)
+    assert con.execute("select current_setting('max_vacuum_tasks')").fetchone()[0] > 0
