@@ -9,11 +9,13 @@ them through ``dbtRunner`` (the same click command the ``dbt`` executable runs) 
 checkpoint of the warehouse: the clock stops only when every write of the build is in the database
 file, as it is when a ``dbt`` process has exited. dbt's own console output goes to
 ``dbt_logs/worker_stdout.log`` so it cannot mix with the protocol. The result file gets
-``{"success": ..., "seconds": ...}``.
+``{"success": ..., "seconds": ...}``. Python's garbage collector is tuned as in ``cdp-dbt``
+(orchestration/dbt_launcher.py), the command line the project runs dbt with.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -30,8 +32,13 @@ def main() -> int:
     os.dup2(console.fileno(), sys.stdout.fileno())
     sys.stdout = console
 
+    from orchestration.dbt_launcher import tune_gc
+
+    tune_gc()
     import duckdb
     from dbt.cli.main import dbtRunner
+
+    gc.freeze()
 
     protocol.write("ready\n")
     protocol.flush()
@@ -46,6 +53,7 @@ def main() -> int:
     finally:
         con.close()
     seconds = time.perf_counter() - started
+    gc.unfreeze()
     result_path.write_text(json.dumps({"success": bool(result.success), "seconds": seconds}))
     protocol.write("done\n")
     protocol.flush()

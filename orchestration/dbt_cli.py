@@ -19,14 +19,18 @@ log = logging.getLogger(__name__)
 
 
 def dbt_executable() -> str:
-    """The dbt next to this interpreter (a venv's bin/), else the one on PATH."""
-    candidate = Path(sys.executable).parent / "dbt"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("dbt")
-    if not found:
-        raise FileNotFoundError("dbt is not installed in this environment: run `make install`")
-    return found
+    """The dbt command line next to this interpreter (a venv's bin/), else on PATH: ``cdp-dbt``
+    (dbt with Python's garbage collector tuned, orchestration/dbt_launcher.py) where installed,
+    else ``dbt``."""
+    for name in ("cdp-dbt", "dbt"):
+        candidate = Path(sys.executable).parent / name
+        if candidate.exists():
+            return str(candidate)
+    for name in ("cdp-dbt", "dbt"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError("dbt is not installed in this environment: run `make install`")
 
 
 def dbt(*args: str, check: bool = False) -> int:
