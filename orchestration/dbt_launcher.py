@@ -9,6 +9,11 @@ what the imports made takes dbt's own modules out of every later collection. Ref
 still collected; the process's peak memory did not change (2.45-2.47 GB either way).
 
 Everything else is dbt's: the arguments go to the same click command the ``dbt`` executable runs.
+
+When a warm dbt server is running for this environment (orchestration/dbt_server.py), the command
+runs there instead, in a forked child that has dbt imported already: 3-3.5 s less per command. The
+first command starts that server in the background and runs as above. ``CDP_DBT_SERVER=0`` keeps
+every command in its own process.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ def tune_gc() -> None:
 
 
 def main() -> None:
+    from orchestration import dbt_server
+
+    code = dbt_server.run_on_server(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    dbt_server.start_in_background()
     tune_gc()
     from dbt.cli.main import cli
 

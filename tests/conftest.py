@@ -7,11 +7,13 @@ in parallel (pytest-xdist) without sharing state.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from orchestration import dbt_server
 from orchestration.dbt_cli import dbt_on
 from orchestration.demo.generator import DemoData, generate
 
@@ -27,6 +29,26 @@ def run_dbt(
         return dbt_on(db_path, *args, project_dir=project_dir or REPO_ROOT / "dbt_project")
     except RuntimeError as exc:
         pytest.fail(str(exc))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_dbt_server(tmp_path_factory: pytest.TempPathFactory):
+    """The session's dbt commands share a warm dbt server of their own (orchestration/dbt_server.py):
+    its socket in the session's temporary folder, stopped when the session ends (and idle after
+    two minutes should it outlive a crashed session)."""
+    folder = tmp_path_factory.mktemp("dbt-server")
+    folder.chmod(0o700)
+    saved = {k: os.environ.get(k) for k in (dbt_server.ENV_DIR, dbt_server.ENV_IDLE)}
+    os.environ[dbt_server.ENV_DIR] = str(folder)
+    os.environ[dbt_server.ENV_IDLE] = "120"
+    yield folder
+    for sock in folder.glob("*.sock"):
+        dbt_server.stop(sock)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

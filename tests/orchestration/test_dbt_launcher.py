@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from orchestration import dbt_server
 from orchestration.dbt_cli import dbt_executable
 from orchestration.dbt_launcher import GC_THRESHOLD
 
@@ -26,5 +28,10 @@ def test_cdp_dbt_is_dbt_with_the_collector_tuned() -> None:
         "sys.argv = ['cdp-dbt', '--version']; "
         "import dbt.cli.main as m; m.cli = lambda: print(gc.get_threshold()[0]); l.main()"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, dbt_server.ENV_SWITCH: "0"},  # in this process, not a server's child
+    )
     assert out.stdout.strip() == str(GC_THRESHOLD), out.stderr
