@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,20 +33,27 @@ def run_dbt(
         pytest.fail(str(exc))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _private_dbt_server(tmp_path_factory: pytest.TempPathFactory):
-    """The session's dbt commands share a warm dbt server of their own (orchestration/dbt_server.py):
-    its socket in the session's temporary folder, stopped when the session ends (and idle after
-    two minutes should it outlive a crashed session)."""
-    folder = tmp_path_factory.mktemp("dbt-server")
-    folder.chmod(0o700)
-    saved = {k: os.environ.get(k) for k in (dbt_server.ENV_DIR, dbt_server.ENV_IDLE)}
-    os.environ[dbt_server.ENV_DIR] = str(folder)
+_SAVED_SERVER_ENV: dict[str, str | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """dbt commands of this test process (collection included: loading the Dagster definitions
+    parses the dbt project) share a warm dbt server of their own (orchestration/dbt_server.py),
+    with its socket in a private temporary folder; it is stopped when the session ends, and
+    stops itself after two idle minutes should it outlive a crashed session."""
+    for key in (dbt_server.ENV_DIR, dbt_server.ENV_IDLE):
+        _SAVED_SERVER_ENV[key] = os.environ.get(key)
+    os.environ[dbt_server.ENV_DIR] = tempfile.mkdtemp(prefix="cdp-dbt-server-")  # mode 0700
     os.environ[dbt_server.ENV_IDLE] = "120"
-    yield folder
-    for sock in folder.glob("*.sock"):
-        dbt_server.stop(sock)
-    for key, value in saved.items():
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = Path(os.environ.get(dbt_server.ENV_DIR, ""))
+    if _SAVED_SERVER_ENV and folder.is_dir():
+        for sock in folder.glob("*.sock"):
+            dbt_server.stop(sock)
+        shutil.rmtree(folder, ignore_errors=True)
+    for key, value in _SAVED_SERVER_ENV.items():
         if value is None:
             os.environ.pop(key, None)
         else:

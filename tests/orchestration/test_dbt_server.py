@@ -121,8 +121,17 @@ def test_commands_run_on_the_server_each_with_its_own_environment(server_dir, pr
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "probe=warm-a" in first.stdout and "warm-b" not in first.stdout
     assert "probe=warm-b" in second.stdout and "warm-a" not in second.stdout
-    # both ran in children of the server, which logged no part of their environment
-    assert served(server_dir, "run-operation") == 2
+    # no folders named: dbt finds the project and the profile in the client's working folder
+    third = subprocess.run(
+        [dbt_executable(), "run-operation", "probe"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env={**os.environ, "CDP_PROBE": "warm-c"},
+    )
+    assert third.returncode == 0 and "probe=warm-c" in third.stdout, third.stdout
+    # all ran in children of the server, which logged no part of their environment
+    assert served(server_dir, "run-operation") == 3
     log = (server_dir / "server.log").read_text()
     assert secret not in log and "warm-a" not in log
 
