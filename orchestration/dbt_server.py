@@ -14,10 +14,11 @@ copy of the freshly imported modules, so no state passes from one command to the
   on SIGINT, as Dagster's cancel expects); if the client dies, the child gets SIGINT.
 - **Exit.** The client exits with the child's exit code, or dies of the child's signal.
 - **Isolation.** One server per venv and dbt install: the socket's name is a fingerprint of the
-  interpreter, ``PYTHONPATH``, the installed packages and these two files, so after an upgrade or
-  an edit a new server starts and the old one is never used again. The socket lives in a folder
-  only its user can open (``CDP_DBT_SERVER_DIR``, else ``$XDG_RUNTIME_DIR/composable-cdp``, else
-  ``/tmp/composable-cdp-<uid>``), and the server serves only its own user (``SO_PEERCRED``).
+  interpreter, ``PYTHONPATH``, the installed packages and the content of these two files, so after
+  an upgrade or an edit a new server starts and the old one is never used again. The socket lives
+  in a folder only its user can open (``CDP_DBT_SERVER_DIR``, else
+  ``$XDG_RUNTIME_DIR/composable-cdp``, else ``/tmp/composable-cdp-<uid>``), and the server serves
+  only its own user (``SO_PEERCRED``).
 - **Secrets.** The command's environment travels over that socket and is never written anywhere;
   the server starts with a minimal environment of its own and logs only pids, exit codes and the
   dbt sub-command.
@@ -76,19 +77,17 @@ def server_dir() -> Path:
 
 def fingerprint() -> str:
     """Changes with the interpreter, PYTHONPATH, any package install or removal (the site-packages
-    folder's mtime) and any edit of the launcher or this module."""
+    folder's mtime) and the content of the launcher and of this module."""
     parts = [os.path.realpath(sys.executable), sys.prefix, os.environ.get("PYTHONPATH", "")]
-    for path in (
-        sysconfig.get_paths()["purelib"],
-        __file__,
-        str(Path(__file__).with_name("dbt_launcher.py")),
-    ):
-        try:
-            st = os.stat(path)
-            parts.append(f"{path}:{st.st_mtime_ns}:{st.st_size}")
-        except OSError:
-            parts.append(f"{path}:missing")
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    try:
+        parts.append(str(os.stat(sysconfig.get_paths()["purelib"]).st_mtime_ns))
+    except OSError:
+        parts.append("no site-packages")
+    digest = hashlib.sha256("\0".join(parts).encode())
+    for path in (Path(__file__), Path(__file__).with_name("dbt_launcher.py")):
+        with contextlib.suppress(OSError):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def socket_path() -> Path:
