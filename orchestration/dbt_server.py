@@ -532,6 +532,9 @@ def serve(path: Path, idle_seconds: float | None = None) -> int:
     _preload()
     _log(f"dbt imported in {time.perf_counter() - started:.1f} s")
     _Server(path, idle_seconds, lock).serve()
+    import gc
+
+    gc.unfreeze()  # as cdp-dbt does: extension modules check their objects at the exit
     return 0
 
 
