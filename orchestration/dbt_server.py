@@ -18,7 +18,8 @@ copy of the freshly imported modules, so no state passes from one command to the
   an upgrade or an edit a new server starts and the old one is never used again. The socket lives
   in a folder only its user can open (``CDP_DBT_SERVER_DIR``, else
   ``$XDG_RUNTIME_DIR/composable-cdp``, else ``/tmp/composable-cdp-<uid>``), and the server serves
-  only its own user (``SO_PEERCRED``).
+  only its own user (``SO_PEERCRED``); a client connects only to a socket of its own user in such
+  a folder.
 - **Secrets.** The command's environment travels over that socket and is never written anywhere;
   the server starts with a minimal environment of its own and logs only pids, exit codes and the
   dbt sub-command.
@@ -40,6 +41,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -144,7 +146,25 @@ def _recv_json(sock: socket.socket, fds: list[int]) -> dict:
 # ------------------------------------------------------------------------------------------ client
 
 
+def _trusted(path: Path) -> bool:
+    """Whether ``path`` is a socket of this user's in a folder only this user can open: the
+    command's environment (credentials included) goes through it."""
+    try:
+        folder, sock = os.stat(path.parent), os.lstat(path)
+    except OSError:
+        return False
+    uid = os.getuid()
+    return (
+        folder.st_uid == uid
+        and not folder.st_mode & 0o077
+        and sock.st_uid == uid
+        and stat.S_ISSOCK(sock.st_mode)
+    )
+
+
 def _connect(path: Path) -> socket.socket | None:
+    if not _trusted(path):
+        return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))

@@ -215,3 +215,26 @@ def test_the_socket_name_follows_the_installation(server_dir, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
     assert dbt_server.socket_path() != before
     assert dbt_server.socket_path().parent == server_dir
+
+
+def test_no_command_goes_to_a_socket_in_a_folder_others_can_open(tmp_path, monkeypatch):
+    # someone else's (or a world-readable) folder with a socket at the expected name gets nothing
+    import socket
+
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o755)
+    monkeypatch.setenv(dbt_server.ENV_DIR, str(folder))
+    trap = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    trap.bind(str(dbt_server.socket_path()))
+    trap.listen(1)
+    trap.settimeout(0.5)
+    try:
+        assert dbt_server.run_on_server(["--version"]) is None
+        with pytest.raises(TimeoutError):
+            trap.accept()
+        # the same socket in a private folder would be used
+        folder.chmod(0o700)
+        assert dbt_server._trusted(dbt_server.socket_path())
+    finally:
+        trap.close()
